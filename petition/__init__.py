@@ -1,0 +1,51 @@
+"""petition: open letters that members sign, verified by email, delivered as a CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask_babel import Babel
+from flask_wtf import CSRFProtect
+
+from petition import auth, config, db, errors, web
+from petition.services.counts import CountCache
+
+_HERE = Path(__file__).resolve().parent
+
+
+def _resource(name: str) -> str:
+    """Folders that sit beside the package in a checkout and inside it in a wheel."""
+    inside = _HERE / name
+    return str(inside if inside.is_dir() else _HERE.parent / name)
+
+
+TEMPLATES = _resource("templates")
+STATIC = _resource("static")
+MIGRATIONS = _resource("migrations")
+
+csrf = CSRFProtect()
+babel = Babel()
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: configuration, extensions and blueprints. No queries, no network here."""
+    app = Flask(
+        __name__, template_folder=TEMPLATES, static_folder=STATIC, instance_relative_config=True
+    )
+    if test_config and test_config.get("TESTING"):
+        app.testing = True
+    config.load(app, test_config)
+    db.init_app(app)
+    csrf.init_app(app)
+    babel.init_app(app)
+    auth.init_app(app)
+    errors.init_app(app)
+    web.init_app(app)
+    app.extensions["petition.counts"] = CountCache(app.config["COUNT_CACHE_SECONDS"])
+    from petition.views import api, deliveries, organiser, public
+
+    for blueprint in (public.bp, organiser.bp, deliveries.bp, api.bp):
+        app.register_blueprint(blueprint)
+    return app

@@ -1,0 +1,314 @@
+"""The `petition` command: thin wrappers over the services, for operators and scripts."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup
+
+from petition import create_app, links, migrate
+from petition.config import ConfigError
+from petition.db import transaction
+from petition.errors import DomainError
+from petition.services import counts, exports, letters, mail, organisers
+from petition.worker import run_worker
+
+
+def _create_app():
+    try:
+        return create_app()
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False)
+def cli() -> None:
+    """Open letters: run the site, manage letters, organisers and mail."""
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="petition")
+    except DomainError as error:
+        click.echo(f"Error: {error.detail or error.message}", err=True)
+        sys.exit(1)
+
+
+def _fail(error: DomainError) -> click.ClickException:
+    return click.ClickException(str(error.detail or error.message))
+
+
+# -- database ------------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """Apply and inspect database migrations."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Migrate the database up to REVISION (default: the newest)."""
+    migrate.upgrade(current_app.config["DATABASE_URL"], revision)
+    click.echo(f"Database is at {revision}.")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Migrate the database down to REVISION (e.g. -1, or base)."""
+    migrate.downgrade(current_app.config["DATABASE_URL"], revision)
+
+
+@db.command("current")
+def db_current() -> None:
+    """Show the revision the database is at."""
+    migrate.current(current_app.config["DATABASE_URL"])
+
+
+@db.command("revision")
+@click.option("-m", "--message", required=True, help="What the migration does.")
+@click.option("--autogenerate/--empty", default=True, help="Compare the models with the database.")
+def db_revision(message: str, autogenerate: bool) -> None:
+    """Write a new migration file (developers)."""
+    migrate.revision(current_app.config["DATABASE_URL"], message, autogenerate)
+
+
+# -- organisers ----------------------------------------------------------------------------------
+
+
+@cli.group("organisers")
+def organisers_cli() -> None:
+    """Manage organiser accounts."""
+
+
+@organisers_cli.command("create")
+@click.argument("email")
+@click.option("--name", default="", help="How the organiser is addressed.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def organisers_create(email: str, name: str, password_stdin: bool) -> None:
+    """Create an organiser account for EMAIL; the password is never taken on the command line."""
+    password = _read_password(password_stdin)
+    try:
+        with transaction() as session:
+            organiser = organisers.create(session, email, password, name)
+    except DomainError as error:
+        raise _fail(error) from None
+    click.echo(f"Created organiser {organiser.email}. Log in at {links.login()}")
+
+
+@organisers_cli.command("set-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def organisers_set_password(email: str, password_stdin: bool) -> None:
+    """Set a new password for an existing organiser."""
+    password = _read_password(password_stdin)
+    try:
+        with transaction() as session:
+            organiser = organisers.find(session, email)
+            if organiser is None:
+                raise click.ClickException(f"No organiser has the email {email}.")
+            organisers.set_password(session, organiser, password)
+    except DomainError as error:
+        raise _fail(error) from None
+    click.echo(f"Password changed for {organiser.email}.")
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.ClickException("No password on standard input.")
+        return password
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+# -- letters -------------------------------------------------------------------------------------
+
+
+@cli.group("letters")
+def letters_cli() -> None:
+    """Create, list, export and recount letters."""
+
+
+@letters_cli.command("create")
+@click.option("--title", required=True)
+@click.option("--recipient-name", required=True)
+@click.option("--recipient-role", default="")
+@click.option("--recipient-email", default=None)
+@click.option(
+    "--body-file",
+    required=True,
+    type=click.File("r", encoding="utf-8"),
+    help="The letter in Markdown ('-' for standard input).",
+)
+@click.option("--slug", default=None, help="The web address; made from the title if left out.")
+@click.option("--goal", type=click.IntRange(min=1), default=None)
+@click.option("--organiser", "organiser_email", default=None, help="Owner's email.")
+@click.option("--publish", is_flag=True, help="Open it for signatures now.")
+def letters_create(
+    title: str,
+    recipient_name: str,
+    recipient_role: str,
+    recipient_email: str | None,
+    body_file,
+    slug: str | None,
+    goal: int | None,
+    organiser_email: str | None,
+    publish: bool,
+) -> None:
+    """Create a letter and print its URL."""
+    body = body_file.read()
+    if not body.strip():
+        raise click.BadParameter("the file is empty", param_hint="--body-file")
+    try:
+        with transaction() as session:
+            owner = None
+            if organiser_email:
+                owner = organisers.find(session, organiser_email)
+                if owner is None:
+                    raise click.BadParameter(
+                        f"no organiser has the email {organiser_email}", param_hint="--organiser"
+                    )
+            data = letters.LetterInput(
+                title=title.strip(),
+                recipient_name=recipient_name.strip(),
+                recipient_role=recipient_role.strip(),
+                recipient_email=recipient_email,
+                body_markdown=body,
+                slug=slug,
+                goal=goal,
+            )
+            letter = letters.create(session, data, owner, publish=publish)
+    except DomainError as error:
+        raise _fail(error) from None
+    click.echo(links.letter(letter.slug))
+
+
+@letters_cli.command("list")
+def letters_list() -> None:
+    """Show every letter's slug, status and count."""
+    with transaction() as session:
+        rows = [
+            (letter.slug, letter.status.value, counts.current(session, letter.id))
+            for letter in letters.list_all(session)
+        ]
+    if not rows:
+        click.echo("No letters yet. Create one with: petition letters create --help")
+        return
+    width = max(len(slug) for slug, _status, _count in rows)
+    click.echo(f"{'SLUG':<{width}}  {'STATUS':<6}  SIGNATURES")
+    for slug, status, count in rows:
+        click.echo(f"{slug:<{width}}  {status:<6}  {count}")
+
+
+@letters_cli.command("recount")
+@click.argument("slug", required=False)
+def letters_recount(slug: str | None) -> None:
+    """Recompute counts from the verified signatures and repair any difference."""
+    try:
+        with transaction() as session:
+            if slug is not None:
+                letters.get_by_slug(session, slug)
+            counts.fold(session)
+            results = counts.recount(session, slug)
+    except DomainError as error:
+        raise _fail(error) from None
+    for result in results:
+        if result.difference:
+            click.echo(
+                f"{result.slug}: stored {result.stored}, actual {result.actual} "
+                f"(repaired, {result.difference:+d})"
+            )
+        else:
+            click.echo(f"{result.slug}: {result.actual} (correct)")
+
+
+@letters_cli.command("export")
+@click.argument("slug")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def letters_export(slug: str, output: Path | None) -> None:
+    """Write the verified signatories of SLUG as CSV (to standard output by default)."""
+    from petition.db import engine, get_session
+
+    try:
+        letter = letters.get_by_slug(get_session(), slug)
+    except DomainError as error:
+        raise _fail(error) from None
+    chunks = exports.stream_csv(engine(), letter)
+    if output is None:
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+        return
+    partial = output.with_name(output.name + ".partial")
+    with partial.open("w", encoding="utf-8", newline="") as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+    partial.replace(output)
+    click.echo(f"Wrote {output}", err=True)
+
+
+# -- mail ----------------------------------------------------------------------------------------
+
+
+@cli.group("mail")
+def mail_cli() -> None:
+    """Deliver queued mail and look after the outbox."""
+
+
+@mail_cli.command("worker")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True)
+def mail_worker(interval: float) -> None:
+    """Run the background worker: deliver mail, fold counts, purge expired signatures."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    click.echo(f"Worker running (mail backend: {current_app.config['MAIL_BACKEND']}).", err=True)
+    run_worker(current_app._get_current_object(), stop, interval=interval)
+
+
+@mail_cli.command("send-pending")
+def mail_send_pending() -> None:
+    """Deliver every message that is due now, once, and report."""
+    report = run_worker(current_app._get_current_object(), threading.Event(), once=True)
+    click.echo(f"sent {report.sent}, will retry {report.retrying}, parked {report.parked}")
+    for error in sorted(set(report.errors)):
+        click.echo(f"  error: {error}", err=True)
+
+
+@mail_cli.command("status")
+def mail_status() -> None:
+    """Count messages by state and list the parked ones with their errors."""
+    with transaction() as session:
+        totals = mail.status(session)
+        parked = [(m.id, m.kind, m.attempts, m.last_error) for m in mail.failed(session)]
+    click.echo("  ".join(f"{state}: {count}" for state, count in totals.items()))
+    for message_id, kind, attempts, error in parked:
+        click.echo(f"parked #{message_id} {kind} after {attempts} attempts: {error}")
+
+
+@mail_cli.command("retry-failed")
+def mail_retry_failed() -> None:
+    """Queue parked messages again once the cause is fixed."""
+    with transaction() as session:
+        count = mail.retry_failed(session)
+    click.echo(f"{count} message(s) queued again.")
+
+
+# -- demo ----------------------------------------------------------------------------------------
+
+
+@cli.command("demo", with_appcontext=False)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+def demo_command(host: str, port: int) -> None:
+    """Run the whole site on this machine with a demo letter and organiser."""
+    from petition.demo import run
+
+    run(host, port)

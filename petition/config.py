@@ -1,0 +1,140 @@
+"""Configuration: defaults, then PETITION_* environment variables, then explicit overrides."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask
+
+MAIL_BACKENDS = ("smtp", "file", "console")
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+def defaults(instance_path: str) -> dict[str, Any]:
+    """Settings that make a local SQLite install work with no configuration at all."""
+    instance = Path(instance_path)
+    return {
+        "ENV": "production",
+        "SECRET_KEY": None,
+        "DATABASE_URL": f"sqlite:///{instance / 'petition.sqlite3'}",
+        "DATABASE_ECHO": False,
+        "BASE_URL": "http://127.0.0.1:5000",
+        "MAIL_BACKEND": "console",
+        "MAIL_FROM": "Open letters <letters@localhost>",
+        "MAIL_DIR": str(instance / "mail"),
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": 25,
+        "SMTP_USERNAME": None,
+        "SMTP_PASSWORD": None,
+        "SMTP_STARTTLS": False,
+        "SMTP_TIMEOUT": 10.0,
+        "MAIL_MAX_ATTEMPTS": 8,
+        "REDIS_URL": None,
+        "COUNT_CACHE_SECONDS": 2.0,
+        "VERIFY_TOKEN_HOURS": 72,
+        "DELIVERY_LINK_DAYS": 30,
+        "SESSION_COOKIE_SECURE": True,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": True,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        # Every asset URL carries a content hash (web.asset), so browsers may keep files a year.
+        "SEND_FILE_MAX_AGE_DEFAULT": 365 * 24 * 3600,
+        "BABEL_DEFAULT_LOCALE": "en_GB",
+        "BABEL_DEFAULT_TIMEZONE": "Europe/London",
+    }
+
+
+def load(app: Flask, overrides: dict[str, Any] | None = None) -> None:
+    """Fill app.config and refuse to start on a missing or malformed setting."""
+    app.config.update(defaults(app.instance_path))
+    app.config.from_prefixed_env("PETITION")
+    if overrides:
+        app.config.update(overrides)
+    _coerce(app.config)
+    _check(app)
+
+
+def _coerce(config: dict[str, Any]) -> None:
+    """from_prefixed_env leaves values it cannot parse as JSON as strings; fix the typed ones."""
+    for key in ("SMTP_PORT", "MAIL_MAX_ATTEMPTS", "VERIFY_TOKEN_HOURS", "DELIVERY_LINK_DAYS"):
+        config[key] = _integer(key, config[key])
+    config["COUNT_CACHE_SECONDS"] = _number("COUNT_CACHE_SECONDS", config["COUNT_CACHE_SECONDS"])
+    config["SMTP_TIMEOUT"] = _number("SMTP_TIMEOUT", config["SMTP_TIMEOUT"])
+    for key in ("SMTP_STARTTLS", "SESSION_COOKIE_SECURE", "REMEMBER_COOKIE_SECURE"):
+        config[key] = _boolean(key, config[key])
+    config["BASE_URL"] = str(config["BASE_URL"]).rstrip("/")
+
+
+def _integer(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ConfigError(f"PETITION_{key} must be a whole number, not {value!r}.")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"PETITION_{key} must be a whole number, not {value!r}.") from None
+    if number < 0:
+        raise ConfigError(f"PETITION_{key} must not be negative (got {number}).")
+    return number
+
+
+def _number(key: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"PETITION_{key} must be a number, not {value!r}.") from None
+    if number < 0:
+        raise ConfigError(f"PETITION_{key} must not be negative (got {number}).")
+    return number
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"PETITION_{key} must be true or false, not {value!r}.")
+
+
+def _check(app: Flask) -> None:
+    config = app.config
+    if config["ENV"] not in ("production", "development"):
+        raise ConfigError(
+            f"PETITION_ENV must be 'production' or 'development', not {config['ENV']!r}."
+        )
+    if not config.get("SECRET_KEY"):
+        if config["ENV"] == "production" and not app.testing:
+            raise ConfigError(
+                "PETITION_SECRET_KEY is not set. A production start needs a long random value, "
+                "for example: python -c 'import secrets; print(secrets.token_urlsafe(48))'. "
+                "For a local trial set PETITION_ENV=development instead."
+            )
+        config["SECRET_KEY"] = secrets.token_urlsafe(48)
+    if config["MAIL_BACKEND"] not in MAIL_BACKENDS:
+        raise ConfigError(
+            f"PETITION_MAIL_BACKEND must be one of {', '.join(MAIL_BACKENDS)}, "
+            f"not {config['MAIL_BACKEND']!r}."
+        )
+    base = urlsplit(config["BASE_URL"])
+    if base.scheme not in ("http", "https") or not base.netloc:
+        raise ConfigError(
+            f"PETITION_BASE_URL must be an absolute http(s) URL such as "
+            f"https://letters.example.org, not {config['BASE_URL']!r}."
+        )
+    url = str(config["DATABASE_URL"])
+    if not url.startswith(("sqlite:", "postgresql")):
+        raise ConfigError(
+            "PETITION_DATABASE_URL must be a SQLite (sqlite:///path) or PostgreSQL "
+            f"(postgresql+psycopg://user@host/db) URL, not {url!r}."
+        )

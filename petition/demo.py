@@ -1,0 +1,101 @@
+"""`petition demo`: the whole site on one machine, with a letter to sign and an organiser."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+
+import click
+from sqlalchemy import select
+from werkzeug.serving import run_simple
+
+from petition import create_app, links, migrate
+from petition.db import transaction
+from petition.models import Letter
+from petition.services import letters, organisers
+from petition.worker import run_worker
+
+DEMO_ORGANISER = "organiser@example.org"
+DEMO_SLUG = "stand-for-the-leadership"
+DEMO_BODY = """Dear Alex,
+
+We are members of the party in your constituency and across the country. We have watched you
+argue for fair pay, for decent homes and for a politics that listens.
+
+**We ask you to stand for the leadership.**
+
+The party needs someone who can win back the places we have lost, and who will:
+
+- put working people's living standards first;
+- build the homes this country needs;
+- rebuild trust in public life.
+
+If you stand, we will campaign for you.
+
+Yours sincerely,
+
+The undersigned members
+"""
+
+
+def run(host: str, port: int) -> None:
+    settings = {
+        "ENV": "development",
+        "BASE_URL": f"http://{host}:{port}",
+        "SESSION_COOKIE_SECURE": False,
+        "REMEMBER_COOKIE_SECURE": False,
+        "MAIL_BACKEND": os.environ.get("PETITION_MAIL_BACKEND", "console"),
+    }
+    app = create_app(settings)
+    migrate.upgrade(app.config["DATABASE_URL"])
+    password = secrets.token_urlsafe(9)
+    with app.app_context():
+        with transaction() as session:
+            organiser = organisers.find(session, DEMO_ORGANISER)
+            if organiser is None:
+                organiser = organisers.create(session, DEMO_ORGANISER, password, "Demo organiser")
+            else:
+                organisers.set_password(session, organiser, password)
+            if session.scalar(select(Letter.id).where(Letter.slug == DEMO_SLUG)) is None:
+                letters.create(
+                    session,
+                    letters.LetterInput(
+                        title="Stand for the leadership",
+                        recipient_name="Alex Morgan MP",
+                        recipient_role="Member of Parliament for Northtown",
+                        body_markdown=DEMO_BODY,
+                        slug=DEMO_SLUG,
+                        goal=1000,
+                        ask_postcode=True,
+                        ask_comment=True,
+                    ),
+                    organiser,
+                    publish=True,
+                )
+        letter_url = links.letter(DEMO_SLUG)
+        login_url = links.login()
+    mail_where = {
+        "console": "printed in this terminal",
+        "file": f"written as .eml files to {app.config['MAIL_DIR']}",
+        "smtp": f"sent to {app.config['SMTP_HOST']}:{app.config['SMTP_PORT']}",
+    }[app.config["MAIL_BACKEND"]]
+    click.echo(
+        "\n"
+        f"  Letter:     {letter_url}\n"
+        f"  Organiser:  {login_url}\n"
+        f"              email {DEMO_ORGANISER}, password {password}\n"
+        f"  Emails:     {mail_where}\n"
+        f"  Database:   {app.config['DATABASE_URL']}\n"
+        "  Stop with Ctrl+C.\n"
+    )
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=run_worker, args=(app, stop), kwargs={"interval": 1.0}, daemon=True
+    )
+    worker.start()
+    try:
+        # werkzeug directly: app.run() declines to start inside a Flask CLI command.
+        run_simple(host, port, app, threaded=True, use_reloader=False)
+    finally:
+        stop.set()

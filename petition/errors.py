@@ -1,0 +1,146 @@
+"""Domain errors, and the one place that turns them and HTTP errors into friendly pages."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, render_template, request
+from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    """A rule of the domain said no. Subclasses carry the status and the words people see."""
+
+    status = 400
+    title = _l("That did not work")
+    message = _l("Something about that request was not right.")
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or str(self.message))
+        self.detail = detail
+
+
+class NotFound(DomainError):
+    status = 404
+    title = _l("Page not found")
+    message = _l("We could not find that page. Check the address, or start from the home page.")
+
+
+class LetterNotFound(NotFound):
+    title = _l("Letter not found")
+    message = _l(
+        "There is no published letter at this address. It may have been mistyped, "
+        "or the organiser has not published it yet."
+    )
+
+
+class LetterClosed(DomainError):
+    status = 409
+    title = _l("This letter is closed")
+    message = _l("This letter is no longer collecting signatures. Thank you for wanting to sign.")
+
+
+class LetterNotEditable(DomainError):
+    status = 409
+    title = _l("This letter cannot be changed now")
+    message = _l("A closed letter cannot be edited, published or closed again.")
+
+
+class InvalidToken(DomainError):
+    status = 404
+    title = _l("This link does not work")
+    message = _l(
+        "The link is incomplete or no longer valid. Copy the whole link from the email, "
+        "or sign again to get a fresh one."
+    )
+
+
+class TokenExpired(DomainError):
+    status = 410
+    title = _l("This link has expired")
+    message = _l(
+        "Confirmation links last a few days. Sign the letter again and we will send you a new one."
+    )
+
+
+class SlugTaken(DomainError):
+    status = 409
+    title = _l("That web address is taken")
+    message = _l("Another letter already uses that web address. Choose another.")
+
+
+class InvalidInput(DomainError):
+    status = 422
+    title = _l("Please check what you entered")
+    message = _l("Some of the details were not valid.")
+
+
+class ServiceUnavailable(DomainError):
+    status = 503
+    title = _l("We are very busy")
+    message = _l("The site could not reach its database just now. Please try again in a minute.")
+
+
+def init_app(app: Flask) -> None:
+    """Register the handlers that render every error as a page (or JSON under /api/)."""
+    app.register_error_handler(DomainError, _domain_error)
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(OperationalError, _database_down)
+    app.register_error_handler(PoolTimeout, _database_down)
+
+
+def _render(status: int, title: str, message: str) -> tuple[Response | str, int, dict[str, str]]:
+    headers = {"Cache-Control": "no-store"}
+    if status == 503:
+        headers["Retry-After"] = "30"
+    if request.path.startswith("/api/"):
+        return (
+            jsonify(error={"status": status, "title": title, "message": message}),
+            status,
+            headers,
+        )
+    page = render_template("errors/error.html", status=status, title=title, message=message)
+    return page, status, headers
+
+
+def _domain_error(error: DomainError):
+    return _render(error.status, str(error.title), error.detail or str(error.message))
+
+
+def _csrf_error(error: CSRFError):
+    return _render(
+        400,
+        str(_l("This form has expired")),
+        str(
+            _l(
+                "For your security, forms only work for a while and need cookies. "
+                "Go back, reload the page and try again: what you typed is not lost if you go back."
+            )
+        ),
+    )
+
+
+_HTTP_WORDS = {
+    404: (NotFound.title, NotFound.message),
+    405: (_l("Not allowed"), _l("That address does not accept this kind of request.")),
+    413: (_l("Too large"), _l("What you sent is larger than this site accepts.")),
+    429: (_l("Too many attempts"), _l("Please wait a little and try again.")),
+}
+
+
+def _http_error(error: HTTPException):
+    status = error.code or 500
+    title, message = _HTTP_WORDS.get(status, (error.name, error.description or ""))
+    return _render(status, str(title), str(message))
+
+
+def _database_down(error: Exception):
+    log.error("database unavailable: %s", type(error).__name__)
+    return _render(503, str(ServiceUnavailable.title), str(ServiceUnavailable.message))

@@ -1,0 +1,1 @@
+"""Flask-WTF forms: the shape of input, with clear messages. They never touch the database."""

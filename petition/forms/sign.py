@@ -1,0 +1,94 @@
+"""The form a member fills in to sign a letter."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional
+
+from petition.forms.validators import email_address, multi_line, single_line, strip
+from petition.models import Letter
+from petition.services.signatures import SignatureInput
+
+OPTIONAL_FIELDS = {
+    "postcode": "ask_postcode",
+    "organisation": "ask_organisation",
+    "comment": "ask_comment",
+}
+
+
+class SignForm(FlaskForm):
+    name = StringField(
+        _l("Your name"),
+        filters=[strip],
+        validators=[
+            DataRequired(_l("Enter your name.")),
+            Length(max=120, message=_l("Your name must be at most 120 characters.")),
+            single_line,
+        ],
+        render_kw={"autocomplete": "name", "maxlength": 120},
+    )
+    email = EmailField(
+        _l("Email address"),
+        filters=[strip],
+        validators=[
+            DataRequired(_l("Enter your email address.")),
+            Length(max=254, message=_l("The email address is too long.")),
+            email_address,
+        ],
+        description=_l("We send you a link to confirm. Your address is never shown publicly."),
+        render_kw={"autocomplete": "email", "maxlength": 254, "inputmode": "email"},
+    )
+    postcode = StringField(
+        _l("Postcode"),
+        filters=[strip],
+        validators=[
+            DataRequired(_l("Enter your postcode.")),
+            Length(max=10, message=_l("A postcode is at most 10 characters.")),
+            single_line,
+        ],
+        render_kw={"autocomplete": "postal-code", "maxlength": 10},
+    )
+    organisation = StringField(
+        _l("Organisation or role (optional)"),
+        filters=[strip],
+        validators=[
+            Optional(),
+            Length(max=160, message=_l("Keep this to 160 characters.")),
+            single_line,
+        ],
+        render_kw={"autocomplete": "organization", "maxlength": 160},
+    )
+    comment = TextAreaField(
+        _l("Comment (optional)"),
+        filters=[strip],
+        validators=[
+            Optional(),
+            Length(max=500, message=_l("Keep your comment to 500 characters.")),
+            multi_line,
+        ],
+        render_kw={"maxlength": 500, "rows": 3},
+    )
+    show_name = BooleanField(_l("Show my name on the public list of signatories"))
+    share_email = BooleanField(_l("Share my email address with the recipient"))
+
+    @classmethod
+    def for_letter(cls, letter: Letter, **kwargs: object) -> SignForm:
+        """The form with only the optional fields this letter asks for."""
+        form = cls(**kwargs)
+        for field_name, flag in OPTIONAL_FIELDS.items():
+            if not getattr(letter, flag):
+                delattr(form, field_name)
+        return form
+
+    def to_input(self) -> SignatureInput:
+        return SignatureInput(
+            name=self.name.data,
+            address=self.email.address,
+            show_name=bool(self.show_name.data),
+            share_email=bool(self.share_email.data),
+            postcode=self.postcode.data.upper() if "postcode" in self else None,
+            organisation=(self.organisation.data or None) if "organisation" in self else None,
+            comment=(self.comment.data or None) if "comment" in self else None,
+        )

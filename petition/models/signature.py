@@ -1,0 +1,44 @@
+"""A signature: pending until its owner confirms by email, then counted."""
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from petition.db import Base, utcnow
+from petition.models.types import state_enum
+
+
+class SignatureState(StrEnum):
+    PENDING = "pending"
+    VERIFIED = "verified"
+
+
+class Signature(Base):
+    __tablename__ = "signature"
+    __table_args__ = (
+        UniqueConstraint("letter_id", "email_key"),
+        Index("ix_signature_letter_state_verified", "letter_id", "state", "verified_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    letter_id: Mapped[int] = mapped_column(ForeignKey("letter.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(120))
+    # The address as typed (normalised), for mail; email_key is the canonical mailbox that
+    # decides duplicates. Neither is ever shown publicly.
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320))
+    postcode: Mapped[str | None] = mapped_column(String(16))
+    organisation: Mapped[str | None] = mapped_column(String(160))
+    comment: Mapped[str | None] = mapped_column(String(500))
+    show_name: Mapped[bool] = mapped_column(default=False)
+    share_email: Mapped[bool] = mapped_column(default=False)
+    state: Mapped[SignatureState] = mapped_column(
+        state_enum(SignatureState, "signature_state"), default=SignatureState.PENDING
+    )
+    verify_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    verify_expires_at: Mapped[datetime]
+    manage_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    verified_at: Mapped[datetime | None]

@@ -1,0 +1,214 @@
+"""Writing, publishing and closing letters, and finding them by slug."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from petition import markup
+from petition.db import utcnow
+from petition.errors import InvalidInput, LetterNotEditable, LetterNotFound, NotFound, SlugTaken
+from petition.models import Letter, LetterStatus, Organiser
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+SLUG_MAX = 80
+RESERVED_SLUGS = frozenset({"new", "edit", "embed", "signatories", "sign", "api", "static"})
+
+
+@dataclass(frozen=True)
+class LetterInput:
+    title: str
+    recipient_name: str
+    body_markdown: str
+    recipient_role: str = ""
+    recipient_email: str | None = None
+    goal: int | None = None
+    closes_at: datetime | None = None
+    ask_postcode: bool = False
+    ask_organisation: bool = False
+    ask_comment: bool = False
+    slug: str | None = None
+
+
+def slugify(text: str) -> str:
+    """A readable URL slug: ASCII letters and digits joined by hyphens."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    words = re.findall(r"[a-z0-9]+", ascii_text.lower())
+    slug = ""
+    for word in words:
+        candidate = f"{slug}-{word}" if slug else word
+        if len(candidate) > SLUG_MAX - 4:  # leave room for a "-NN" suffix
+            break
+        slug = candidate
+    return slug or "letter"
+
+
+def check_slug(slug: str) -> str:
+    """Accept a slug an organiser typed, or say precisely what is wrong with it."""
+    if not 3 <= len(slug) <= SLUG_MAX or not SLUG_PATTERN.match(slug):
+        raise InvalidInput(
+            f"The web address must be 3 to {SLUG_MAX} lower-case letters, digits and single "
+            "hyphens, such as stand-for-leader."
+        )
+    if slug in RESERVED_SLUGS:
+        raise InvalidInput(f"“{slug}” is reserved; choose another web address.")
+    return slug
+
+
+def _unique_slug(session: Session, base: str) -> str:
+    taken = set(
+        session.scalars(
+            select(Letter.slug).where((Letter.slug == base) | Letter.slug.like(f"{base}-%"))
+        )
+    )
+    if base not in taken and base not in RESERVED_SLUGS:
+        return base
+    suffix = 2
+    while f"{base}-{suffix}" in taken:
+        suffix += 1
+    return f"{base}-{suffix}"
+
+
+def _check_dates(data: LetterInput, now: datetime) -> None:
+    if data.closes_at is not None and data.closes_at <= now:
+        raise InvalidInput("The closing date must be in the future.")
+
+
+def create(
+    session: Session,
+    data: LetterInput,
+    organiser: Organiser | None = None,
+    *,
+    publish: bool = False,
+    now: datetime | None = None,
+) -> Letter:
+    """Save a new letter as a draft (or publish it at once) under a unique slug."""
+    now = now or utcnow()
+    _check_dates(data, now)
+    if data.slug:
+        slug = check_slug(data.slug)
+        if session.scalar(select(Letter.id).where(Letter.slug == slug)) is not None:
+            raise SlugTaken()
+    else:
+        slug = _unique_slug(session, slugify(data.title))
+    letter = Letter(slug=slug, organiser_id=organiser.id if organiser else None, created_at=now)
+    _apply(letter, data, now)
+    session.add(letter)
+    if publish:
+        _publish(letter, now)
+    session.flush()
+    return letter
+
+
+def update(
+    session: Session, letter: Letter, data: LetterInput, now: datetime | None = None
+) -> None:
+    """Edit a draft or open letter; the slug is fixed once the letter is public."""
+    now = now or utcnow()
+    if letter.status is LetterStatus.CLOSED:
+        raise LetterNotEditable()
+    _check_dates(data, now)
+    if data.slug and data.slug != letter.slug:
+        if letter.status is not LetterStatus.DRAFT:
+            raise InvalidInput("The web address cannot change once the letter is published.")
+        slug = check_slug(data.slug)
+        if session.scalar(select(Letter.id).where(Letter.slug == slug)) is not None:
+            raise SlugTaken()
+        letter.slug = slug
+    _apply(letter, data, now)
+    session.flush()
+
+
+def _apply(letter: Letter, data: LetterInput, now: datetime) -> None:
+    letter.title = data.title
+    letter.recipient_name = data.recipient_name
+    letter.recipient_role = data.recipient_role
+    letter.recipient_email = data.recipient_email or None
+    letter.body_markdown = data.body_markdown
+    letter.body_html = markup.render(data.body_markdown)
+    letter.goal = data.goal
+    letter.closes_at = data.closes_at
+    letter.ask_postcode = data.ask_postcode
+    letter.ask_organisation = data.ask_organisation
+    letter.ask_comment = data.ask_comment
+    letter.updated_at = now
+
+
+def publish(session: Session, letter: Letter, now: datetime | None = None) -> None:
+    """Open a draft for signatures."""
+    if letter.status is not LetterStatus.DRAFT:
+        raise LetterNotEditable("Only a draft can be published.")
+    _publish(letter, now or utcnow())
+    session.flush()
+
+
+def _publish(letter: Letter, now: datetime) -> None:
+    letter.status = LetterStatus.OPEN
+    letter.published_at = now
+    letter.updated_at = now
+
+
+def close(session: Session, letter: Letter, now: datetime | None = None) -> None:
+    """Stop collecting signatures; the letter stays readable with its final count."""
+    if letter.status is not LetterStatus.OPEN:
+        raise LetterNotEditable("Only an open letter can be closed.")
+    now = now or utcnow()
+    letter.status = LetterStatus.CLOSED
+    letter.closed_at = now
+    letter.updated_at = now
+    session.flush()
+
+
+def get_public(session: Session, slug: str) -> Letter:
+    """A published (open or closed) letter by slug; drafts do not exist for the public."""
+    letter = session.scalar(
+        select(Letter).where(Letter.slug == slug, Letter.status != LetterStatus.DRAFT)
+    )
+    if letter is None:
+        raise LetterNotFound()
+    return letter
+
+
+def get_by_slug(session: Session, slug: str) -> Letter:
+    """Any letter by slug, drafts included (operators' commands)."""
+    letter = session.scalar(select(Letter).where(Letter.slug == slug))
+    if letter is None:
+        raise LetterNotFound(f"There is no letter with the slug {slug!r}.")
+    return letter
+
+
+def get_for_organiser(session: Session, organiser: Organiser, letter_id: int) -> Letter:
+    """One of the organiser's own letters; anyone else's reads as not found."""
+    letter = session.get(Letter, letter_id)
+    if letter is None or letter.organiser_id != organiser.id:
+        raise NotFound()
+    return letter
+
+
+def list_for_organiser(session: Session, organiser: Organiser) -> list[Letter]:
+    """The organiser's letters, newest first."""
+    query = select(Letter).where(Letter.organiser_id == organiser.id).order_by(Letter.id.desc())
+    return list(session.scalars(query))
+
+
+def list_all(session: Session) -> list[Letter]:
+    """Every letter, for operators."""
+    return list(session.scalars(select(Letter).order_by(Letter.id)))
+
+
+def list_public(session: Session, now: datetime | None = None, limit: int = 50) -> list[Letter]:
+    """Open letters, newest first, for the home page."""
+    now = now or utcnow()
+    query = (
+        select(Letter)
+        .where(Letter.status == LetterStatus.OPEN)
+        .where((Letter.closes_at.is_(None)) | (Letter.closes_at > now))
+        .order_by(Letter.published_at.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(query))

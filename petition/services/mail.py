@@ -1,0 +1,208 @@
+"""The outbox: queue mail inside the caller's transaction, deliver it later with retries."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import render_template
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from petition.db import begin_write, is_postgres, utcnow
+from petition.mailer import Backend, Outgoing, PermanentFailure, build
+from petition.models import Message, MessageState
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=2)
+BACKOFF_FIRST = timedelta(seconds=30)
+BACKOFF_MAX = timedelta(hours=1)
+
+
+def queue(
+    session: Session,
+    kind: str,
+    to_address: str,
+    subject: str,
+    *,
+    signature_id: int | None = None,
+    **context: Any,
+) -> Message:
+    """Render templates/email/<kind>.txt and add it to the outbox in the caller's transaction."""
+    body = render_template(f"email/{kind}.txt", **context)
+    message = Message(
+        kind=kind,
+        to_address=to_address,
+        subject=subject,
+        body_text=body,
+        signature_id=signature_id,
+        next_attempt_at=utcnow(),
+    )
+    session.add(message)
+    return message
+
+
+def recently_queued(session: Session, signature_id: int, kind: str, since: datetime) -> bool:
+    """Whether a message of this kind went to this signer after `since` (limits mail-bombing)."""
+    query = select(func.count()).where(
+        Message.signature_id == signature_id, Message.kind == kind, Message.created_at >= since
+    )
+    return bool(session.scalar(query))
+
+
+def discard_for_signatures(session: Session, signature_ids: list[int]) -> None:
+    """Drop unsent mail to signers whose signature is being deleted: it holds their address."""
+    session.execute(
+        delete(Message).where(
+            Message.signature_id.in_(signature_ids), Message.state != MessageState.SENT
+        )
+    )
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    retrying: int = 0
+    parked: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def attempted(self) -> int:
+        return self.sent + self.retrying + self.parked
+
+
+def backoff(attempts: int) -> timedelta:
+    """30 s, 1 min, 2 min, ... capped at an hour."""
+    return min(BACKOFF_FIRST * (2 ** max(attempts - 1, 0)), BACKOFF_MAX)
+
+
+def deliver_pending(
+    session_factory: Callable[[], Session],
+    backend: Backend,
+    sender: str,
+    *,
+    max_attempts: int,
+    batch_size: int = 100,
+) -> DeliveryReport:
+    """Send one batch of due messages. Safe to run in several workers at once.
+
+    Messages are claimed with a short lease in their own transaction and sent outside it, so no
+    lock is held while talking to the mail server. A crash between sending and recording leaves
+    the lease to expire and the message is sent again: at most one duplicate per crash.
+    """
+    report = DeliveryReport()
+    claimed = _claim(session_factory, batch_size)
+    if not claimed:
+        return report
+    try:
+        connection = backend.__enter__()
+    except (OSError, smtplib.SMTPException) as error:
+        reason = f"cannot connect: {error}"
+        for outgoing in claimed:
+            _record_failure(session_factory, outgoing.id, reason, max_attempts, report)
+        return report
+    try:
+        for outgoing in claimed:
+            try:
+                connection.send(build(outgoing, sender))
+            except PermanentFailure as error:
+                _record_failure(session_factory, outgoing.id, str(error), 1, report)
+            except (OSError, smtplib.SMTPException) as error:
+                _record_failure(session_factory, outgoing.id, str(error), max_attempts, report)
+            else:
+                _record_sent(session_factory, outgoing.id)
+                report.sent += 1
+    finally:
+        backend.__exit__(None, None, None)
+    return report
+
+
+def _claim(session_factory: Callable[[], Session], batch_size: int) -> list[Outgoing]:
+    now = utcnow()
+    with session_factory() as session, session.begin():
+        begin_write(session)
+        query = (
+            select(Message)
+            .where(Message.state == MessageState.PENDING, Message.next_attempt_at <= now)
+            .where((Message.locked_until.is_(None)) | (Message.locked_until < now))
+            .order_by(Message.id)
+            .limit(batch_size)
+        )
+        if is_postgres(session):
+            query = query.with_for_update(skip_locked=True)
+        messages = list(session.scalars(query))
+        for message in messages:
+            message.locked_until = now + LEASE
+        return [Outgoing(m.id, m.to_address, m.subject, m.body_text) for m in messages]
+
+
+def _record_sent(session_factory: Callable[[], Session], message_id: int) -> None:
+    with session_factory() as session, session.begin():
+        begin_write(session)
+        session.execute(
+            update(Message)
+            .where(Message.id == message_id)
+            .values(
+                state=MessageState.SENT,
+                sent_at=utcnow(),
+                attempts=Message.attempts + 1,
+                locked_until=None,
+                last_error=None,
+                to_address="",
+                body_text="",
+            )
+        )
+
+
+def _record_failure(
+    session_factory: Callable[[], Session],
+    message_id: int,
+    reason: str,
+    max_attempts: int,
+    report: DeliveryReport,
+) -> None:
+    with session_factory() as session, session.begin():
+        begin_write(session)
+        message = session.get(Message, message_id)
+        if message is None:  # withdrawn meanwhile
+            return
+        message.attempts += 1
+        message.last_error = reason[:2000]
+        message.locked_until = None
+        if message.attempts >= max_attempts:
+            message.state = MessageState.FAILED
+            report.parked += 1
+            log.warning("mail %s parked after %s attempts", message_id, message.attempts)
+        else:
+            message.next_attempt_at = utcnow() + backoff(message.attempts)
+            report.retrying += 1
+        report.errors.append(reason)
+
+
+def retry_failed(session: Session) -> int:
+    """Put parked messages back in the queue (after an operator fixed the cause)."""
+    result = session.execute(
+        update(Message)
+        .where(Message.state == MessageState.FAILED)
+        .values(state=MessageState.PENDING, attempts=0, next_attempt_at=utcnow())
+    )
+    return result.rowcount
+
+
+def status(session: Session) -> dict[str, int]:
+    """How many messages are in each state."""
+    rows = session.execute(select(Message.state, func.count()).group_by(Message.state))
+    counts = {state.value: 0 for state in MessageState}
+    counts.update({state.value: count for state, count in rows})
+    return counts
+
+
+def failed(session: Session, limit: int = 50) -> list[Message]:
+    """Parked messages with their last error, for operators."""
+    query = select(Message).where(Message.state == MessageState.FAILED).order_by(Message.id)
+    return list(session.scalars(query.limit(limit)))

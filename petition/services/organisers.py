@@ -1,0 +1,66 @@
+"""Organiser accounts: creation and password checks (Argon2id)."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from petition import emails
+from petition.errors import InvalidInput
+from petition.models import Organiser
+
+MIN_PASSWORD_LENGTH = 10
+_hasher = PasswordHasher()
+# Verifying against this when the account does not exist makes a wrong email take as long
+# as a wrong password, so timing does not reveal who has an account.
+_DUMMY_HASH = _hasher.hash("no such organiser")
+
+
+def check_password_strength(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"The password must be at least {MIN_PASSWORD_LENGTH} characters.")
+    if len(password) > 256:
+        raise InvalidInput("The password must be at most 256 characters.")
+
+
+def create(session: Session, email: str, password: str, name: str = "") -> Organiser:
+    """A new organiser; the email must be valid and not already registered."""
+    try:
+        address = emails.parse(email)
+    except emails.InvalidEmail as error:
+        raise InvalidInput(f"That email address is not valid: {error}") from None
+    check_password_strength(password)
+    if find(session, address.email) is not None:
+        raise InvalidInput(f"An organiser with the email {address.email} already exists.")
+    organiser = Organiser(
+        email=address.email.lower(), name=name.strip(), password_hash=_hasher.hash(password)
+    )
+    session.add(organiser)
+    session.flush()
+    return organiser
+
+
+def set_password(session: Session, organiser: Organiser, password: str) -> None:
+    check_password_strength(password)
+    organiser.password_hash = _hasher.hash(password)
+    session.flush()
+
+
+def find(session: Session, email: str) -> Organiser | None:
+    return session.scalar(select(Organiser).where(Organiser.email == email.strip().lower()))
+
+
+def authenticate(session: Session, email: str, password: str) -> Organiser | None:
+    """The organiser these credentials belong to, or None; upgrades old hashes on the way."""
+    organiser = find(session, email)
+    try:
+        _hasher.verify(organiser.password_hash if organiser else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if organiser is None or not organiser.is_active:
+        return None
+    if _hasher.check_needs_rehash(organiser.password_hash):
+        organiser.password_hash = _hasher.hash(password)
+    return organiser

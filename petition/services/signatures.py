@@ -1,0 +1,262 @@
+"""Signing, confirming and withdrawing: the double opt-in that makes a signature count."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+from flask_babel import gettext as _
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from petition import links, tokens
+from petition.db import utcnow
+from petition.emails import Address
+from petition.errors import InvalidToken, LetterClosed, TokenExpired
+from petition.models import CountEvent, Letter, Signature, SignatureState
+from petition.services import mail
+
+DUPLICATE_NOTICE_INTERVAL = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class SignatureInput:
+    name: str
+    address: Address
+    show_name: bool = False
+    share_email: bool = False
+    postcode: str | None = None
+    organisation: str | None = None
+    comment: str | None = None
+
+
+class SignOutcome(enum.Enum):
+    """What happened; never shown to the person, who always sees "check your inbox"."""
+
+    PENDING = "pending"
+    RESENT = "resent"
+    ALREADY_VERIFIED = "already_verified"
+    THROTTLED = "throttled"
+
+
+def sign(
+    session: Session, letter: Letter, data: SignatureInput, now: datetime | None = None
+) -> SignOutcome:
+    """Record a pending signature and queue its confirmation link, or handle a repeat signing."""
+    now = now or utcnow()
+    if not letter.accepts_signatures(now):
+        raise LetterClosed()
+    existing = _find(session, letter, data.address.key)
+    if existing is not None:
+        return _signed_again(session, letter, existing, now)
+    raw, digest = tokens.new_token()
+    signature = Signature(
+        letter_id=letter.id,
+        name=data.name,
+        email=data.address.email,
+        email_key=data.address.key,
+        postcode=data.postcode if letter.ask_postcode else None,
+        organisation=data.organisation if letter.ask_organisation else None,
+        comment=data.comment if letter.ask_comment else None,
+        show_name=data.show_name,
+        share_email=data.share_email,
+        verify_token_hash=digest,
+        verify_expires_at=now + _verify_lifetime(),
+        created_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(signature)
+    except IntegrityError:
+        # The same mailbox signed in a concurrent request and won the unique constraint.
+        existing = _find(session, letter, data.address.key)
+        if existing is None:
+            raise
+        return _signed_again(session, letter, existing, now)
+    mail.queue(
+        session,
+        "verify",
+        signature.email,
+        _("Please confirm your signature: %(title)s", title=letter.title),
+        signature_id=signature.id,
+        letter=letter,
+        name=signature.name,
+        verify_url=links.verify(raw),
+        expires_at=signature.verify_expires_at,
+        repeat=False,
+    )
+    return SignOutcome.PENDING
+
+
+def _find(session: Session, letter: Letter, email_key: str) -> Signature | None:
+    query = select(Signature).where(
+        Signature.letter_id == letter.id, Signature.email_key == email_key
+    )
+    return session.scalar(query)
+
+
+def _verify_lifetime() -> timedelta:
+    return timedelta(hours=current_app.config["VERIFY_TOKEN_HOURS"])
+
+
+def _signed_again(
+    session: Session, letter: Letter, signature: Signature, now: datetime
+) -> SignOutcome:
+    """Explain by email, never on the page, so the form cannot reveal who has signed."""
+    kind = "verify" if signature.state is SignatureState.PENDING else "already_signed"
+    if mail.recently_queued(session, signature.id, kind, now - DUPLICATE_NOTICE_INTERVAL):
+        return SignOutcome.THROTTLED
+    raw, digest = tokens.new_token()
+    if signature.state is SignatureState.PENDING:
+        signature.verify_token_hash = digest
+        signature.verify_expires_at = now + _verify_lifetime()
+        mail.queue(
+            session,
+            "verify",
+            signature.email,
+            _("Please confirm your signature: %(title)s", title=letter.title),
+            signature_id=signature.id,
+            letter=letter,
+            name=signature.name,
+            verify_url=links.verify(raw),
+            expires_at=signature.verify_expires_at,
+            repeat=True,
+        )
+        return SignOutcome.RESENT
+    signature.manage_token_hash = digest
+    mail.queue(
+        session,
+        "already_signed",
+        signature.email,
+        _("You have already signed: %(title)s", title=letter.title),
+        signature_id=signature.id,
+        letter=letter,
+        name=signature.name,
+        manage_url=links.manage(raw),
+    )
+    return SignOutcome.ALREADY_VERIFIED
+
+
+def find_by_verify_token(session: Session, raw: str) -> Signature:
+    """The signature a confirmation link belongs to, or InvalidToken."""
+    signature = None
+    if tokens.looks_like_token(raw):
+        query = select(Signature).where(Signature.verify_token_hash == tokens.digest(raw))
+        signature = session.scalar(query)
+    if signature is None:
+        raise InvalidToken()
+    return signature
+
+
+def check_verifiable(signature: Signature, letter: Letter, now: datetime) -> None:
+    """Raise if a pending signature can no longer be confirmed."""
+    if signature.state is SignatureState.PENDING:
+        if signature.verify_expires_at <= now:
+            raise TokenExpired()
+        if not letter.accepts_signatures(now):
+            raise LetterClosed()
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    signature: Signature
+    letter: Letter
+    newly_verified: bool
+
+
+def verify(session: Session, raw: str, now: datetime | None = None) -> VerifyResult:
+    """Confirm a signature once; a second press finds it already confirmed and changes nothing."""
+    now = now or utcnow()
+    signature = find_by_verify_token(session, raw)
+    letter = session.get_one(Letter, signature.letter_id)
+    if signature.state is SignatureState.VERIFIED:
+        return VerifyResult(signature, letter, newly_verified=False)
+    check_verifiable(signature, letter, now)
+    manage_raw, manage_digest = tokens.new_token()
+    # Conditional on still pending, so two presses at once confirm (and count) only once.
+    changed = session.execute(
+        update(Signature)
+        .where(Signature.id == signature.id, Signature.state == SignatureState.PENDING)
+        .values(state=SignatureState.VERIFIED, verified_at=now, manage_token_hash=manage_digest)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(signature)
+    if not changed:
+        return VerifyResult(signature, letter, newly_verified=False)
+    session.add(CountEvent(letter_id=letter.id, delta=1, created_at=now))
+    mail.queue(
+        session,
+        "confirmed",
+        signature.email,
+        _("Thank you for signing: %(title)s", title=letter.title),
+        signature_id=signature.id,
+        letter=letter,
+        name=signature.name,
+        letter_url=links.letter(letter.slug),
+        manage_url=links.manage(manage_raw),
+    )
+    session.flush()
+    return VerifyResult(signature, letter, newly_verified=True)
+
+
+def find_by_manage_token(session: Session, raw: str) -> Signature:
+    """The confirmed signature a "manage my signature" link belongs to, or InvalidToken."""
+    signature = None
+    if tokens.looks_like_token(raw):
+        query = select(Signature).where(Signature.manage_token_hash == tokens.digest(raw))
+        signature = session.scalar(query)
+    if signature is None:
+        raise InvalidToken(
+            str(
+                _(
+                    "This link is not valid any more. If you already withdrew your signature, "
+                    "there is nothing more to do: your details have been deleted."
+                )
+            )
+        )
+    return signature
+
+
+def withdraw(session: Session, raw: str) -> Letter:
+    """Delete a signature and everything personal about it, and take it off the count."""
+    signature = find_by_manage_token(session, raw)
+    letter = session.get_one(Letter, signature.letter_id)
+    email, name, was_verified = signature.email, signature.name, signature.state
+    mail.discard_for_signatures(session, [signature.id])
+    deleted = session.execute(
+        delete(Signature)
+        .where(Signature.id == signature.id)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.expunge(signature)
+    if deleted and was_verified is SignatureState.VERIFIED:
+        session.add(CountEvent(letter_id=letter.id, delta=-1))
+    if deleted:
+        mail.queue(
+            session,
+            "withdrawn",
+            email,
+            _("Your signature has been removed: %(title)s", title=letter.title),
+            letter=letter,
+            name=name,
+            letter_url=links.letter(letter.slug),
+        )
+    session.flush()
+    return letter
+
+
+def purge_expired(session: Session, now: datetime | None = None) -> int:
+    """Delete pending signatures whose confirmation link has expired; returns how many."""
+    now = now or utcnow()
+    expired = select(Signature.id).where(
+        Signature.state == SignatureState.PENDING, Signature.verify_expires_at <= now
+    )
+    ids = list(session.scalars(expired))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        mail.discard_for_signatures(session, chunk)
+        session.execute(delete(Signature).where(Signature.id.in_(chunk)))
+    return len(ids)

@@ -1,0 +1,34 @@
+"""Blueprints: parse input, call a service, render. No domain rules here."""
+
+from flask import Response, current_app, stream_with_context
+from sqlalchemy.orm import Session
+
+from petition import db
+from petition.db import utcnow
+from petition.models import Letter
+from petition.services import exports
+from petition.services.counts import CountCache
+
+
+def cached_count(session: Session, letter: Letter) -> int:
+    """The letter's count from the per-process cache (a few seconds old at most)."""
+    cache: CountCache = current_app.extensions["petition.counts"]
+    return cache.get(session, letter.id)
+
+
+def forget_count(letter_id: int) -> None:
+    """Drop this process's cached count after a change the person will want to see at once."""
+    current_app.extensions["petition.counts"].forget(letter_id)
+
+
+def csv_response(letter: Letter) -> Response:
+    """Stream a letter's signatories as a CSV download."""
+    body = stream_with_context(exports.stream_csv(db.engine(), letter))
+    return Response(
+        body,
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{exports.filename(letter, utcnow())}"',
+            "Cache-Control": "private, no-store",
+        },
+    )

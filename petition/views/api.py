@@ -1,0 +1,47 @@
+"""The public JSON API: a letter's details and live count, cheap to poll and to cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from flask import Blueprint, Response, request
+
+from petition.db import get_session, utcnow
+from petition.models import Letter
+from petition.services import letters
+from petition.views import cached_count
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+CACHE_CONTROL = "public, max-age=5, stale-while-revalidate=10, stale-if-error=60"
+
+
+def _iso(value) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
+
+
+def letter_json(letter: Letter, count: int) -> dict:
+    return {
+        "slug": letter.slug,
+        "title": letter.title,
+        "recipient": {"name": letter.recipient_name, "role": letter.recipient_role},
+        "status": letter.effective_status(utcnow()).value,
+        "signature_count": count,
+        "goal": letter.goal,
+        "closes_at": _iso(letter.closes_at),
+        "updated_at": _iso(letter.updated_at),
+    }
+
+
+@bp.get("/letters/<slug>")
+def letter(slug: str):
+    session = get_session()
+    found = letters.get_public(session, slug)
+    body = json.dumps(letter_json(found, cached_count(session, found)), separators=(",", ":"))
+    etag = hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
+    response = Response(body, mimetype="application/json")
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = CACHE_CONTROL
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response.make_conditional(request)

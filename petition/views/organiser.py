@@ -1,0 +1,167 @@
+"""What organisers see: log in, write and preview letters, publish, close, export, deliver."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required, login_user, logout_user
+
+from petition import links
+from petition.db import get_session, transaction, utcnow
+from petition.errors import DomainError
+from petition.forms.organiser import LetterForm, LoginForm
+from petition.services import counts, deliveries, letters, organisers
+from petition.views import csv_response
+
+bp = Blueprint("organiser", __name__, url_prefix="/organiser")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    form = LoginForm()
+    if form.validate_on_submit():
+        with transaction() as session:
+            organiser = organisers.authenticate(session, form.email.data, form.password.data)
+        if organiser is not None:
+            login_user(organiser)
+            return redirect(_safe_next(request.args.get("next")), 303)
+        form.password.errors.append(_("That email and password do not match an organiser account."))
+        return render_template("organiser/login.html", form=form), 401
+    status = 422 if form.is_submitted() else 200
+    return render_template("organiser/login.html", form=form), status
+
+
+def _safe_next(target: str | None) -> str:
+    """Only follow a ?next= that stays on this site's organiser pages."""
+    if target and target.startswith("/organiser/") and not target.startswith("//"):
+        return target
+    return url_for("organiser.dashboard")
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    logout_user()
+    return redirect(url_for("public.home"), 303)
+
+
+@bp.get("/")
+@login_required
+def dashboard():
+    session = get_session()
+    own = letters.list_for_organiser(session, current_user)
+    rows = [(letter, counts.current(session, letter.id)) for letter in own]
+    return render_template("organiser/dashboard.html", rows=rows)
+
+
+@bp.route("/letters/new", methods=["GET", "POST"])
+@login_required
+def new_letter():
+    form = LetterForm()
+    if form.validate_on_submit():
+        try:
+            with transaction() as session:
+                letter = letters.create(session, form.to_input(), current_user)
+        except DomainError as error:
+            form.form_errors.append(error.detail or str(error.message))
+        else:
+            flash(_("Draft saved. Preview it, then publish when you are ready."))
+            return redirect(url_for("organiser.show_letter", letter_id=letter.id), 303)
+    status = 422 if form.is_submitted() else 200
+    return render_template("organiser/letter_form.html", form=form, letter=None), status
+
+
+@bp.get("/letters/<int:letter_id>")
+@login_required
+def show_letter(letter_id: int):
+    session = get_session()
+    letter = letters.get_for_organiser(session, current_user, letter_id)
+    return render_template(
+        "organiser/letter.html",
+        letter=letter,
+        count=counts.current(session, letter.id),
+        deliveries=deliveries.list_for_letter(session, letter),
+        public_url=links.letter(letter.slug),
+        now=utcnow(),
+    )
+
+
+@bp.route("/letters/<int:letter_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit_letter(letter_id: int):
+    letter = letters.get_for_organiser(get_session(), current_user, letter_id)
+    form = LetterForm() if request.method == "POST" else LetterForm.from_letter(letter)
+    if form.validate_on_submit():
+        try:
+            with transaction() as session:
+                letters.update(session, letter, form.to_input())
+        except DomainError as error:
+            form.form_errors.append(error.detail or str(error.message))
+        else:
+            flash(_("Changes saved."))
+            return redirect(url_for("organiser.show_letter", letter_id=letter.id), 303)
+    status = 422 if form.is_submitted() else 200
+    return render_template("organiser/letter_form.html", form=form, letter=letter), status
+
+
+@bp.get("/letters/<int:letter_id>/preview")
+@login_required
+def preview_letter(letter_id: int):
+    session = get_session()
+    letter = letters.get_for_organiser(session, current_user, letter_id)
+    return render_template(
+        "public/letter.html",
+        letter=letter,
+        form=None,
+        count=counts.current(session, letter.id),
+        accepting=False,
+        preview=True,
+    )
+
+
+@bp.post("/letters/<int:letter_id>/publish")
+@login_required
+def publish_letter(letter_id: int):
+    with transaction() as session:
+        letter = letters.get_for_organiser(session, current_user, letter_id)
+        letters.publish(session, letter)
+    flash(_("Published. Share the link: %(url)s", url=links.letter(letter.slug)))
+    return redirect(url_for("organiser.show_letter", letter_id=letter_id), 303)
+
+
+@bp.post("/letters/<int:letter_id>/close")
+@login_required
+def close_letter(letter_id: int):
+    with transaction() as session:
+        letter = letters.get_for_organiser(session, current_user, letter_id)
+        letters.close(session, letter)
+    flash(_("Closed. The letter stays online with its final count."))
+    return redirect(url_for("organiser.show_letter", letter_id=letter_id), 303)
+
+
+@bp.get("/letters/<int:letter_id>/signatories.csv")
+@login_required
+def export_letter(letter_id: int):
+    letter = letters.get_for_organiser(get_session(), current_user, letter_id)
+    return csv_response(letter)
+
+
+@bp.post("/letters/<int:letter_id>/deliveries")
+@login_required
+def create_delivery(letter_id: int):
+    with transaction() as session:
+        letter = letters.get_for_organiser(session, current_user, letter_id)
+        token = deliveries.create(session, letter, current_app.config["DELIVERY_LINK_DAYS"])
+    return render_template(
+        "organiser/delivery_created.html", letter=letter, url=links.delivery(token)
+    )
+
+
+@bp.post("/letters/<int:letter_id>/deliveries/<int:delivery_id>/revoke")
+@login_required
+def revoke_delivery(letter_id: int, delivery_id: int):
+    with transaction() as session:
+        letter = letters.get_for_organiser(session, current_user, letter_id)
+        deliveries.revoke(session, letter, delivery_id)
+    flash(_("The delivery link no longer works."))
+    return redirect(url_for("organiser.show_letter", letter_id=letter_id), 303)

@@ -1,0 +1,65 @@
+"""The background worker: delivers the outbox, folds count events, purges expired signatures."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from flask import Flask
+
+from petition import db
+from petition.mailer import backend_from_config
+from petition.services import counts, mail, signatures
+
+log = logging.getLogger(__name__)
+
+PURGE_EVERY_SECONDS = 300.0
+
+
+def run_worker(
+    app: Flask, stop: threading.Event, *, interval: float = 2.0, once: bool = False
+) -> mail.DeliveryReport:
+    """Loop until `stop` is set (or one pass with once=True); returns the last pass's report."""
+    last_purge = 0.0
+    total = mail.DeliveryReport()
+    with app.app_context():
+        while True:
+            total = _deliver_due(app)
+            try:
+                with db.transaction() as session:
+                    counts.fold(session)
+                if time.monotonic() - last_purge > PURGE_EVERY_SECONDS:
+                    with db.transaction() as session:
+                        purged = signatures.purge_expired(session)
+                    if purged:
+                        log.info("purged %s expired pending signatures", purged)
+                    last_purge = time.monotonic()
+            except Exception:  # keep the worker alive through a database restart
+                log.exception("housekeeping failed; will retry")
+            finally:
+                db.get_session().close()
+            if once or stop.wait(interval):
+                return total
+
+
+def _deliver_due(app: Flask) -> mail.DeliveryReport:
+    """Deliver batches until nothing more is due (or a batch makes no progress)."""
+    total = mail.DeliveryReport()
+    while True:
+        try:
+            report = mail.deliver_pending(
+                db.new_session,
+                backend_from_config(app.config),
+                app.config["MAIL_FROM"],
+                max_attempts=app.config["MAIL_MAX_ATTEMPTS"],
+            )
+        except Exception:
+            log.exception("mail delivery failed; will retry")
+            return total
+        total.sent += report.sent
+        total.retrying += report.retrying
+        total.parked += report.parked
+        total.errors += report.errors
+        if report.sent == 0 or report.attempted < 100:
+            return total
