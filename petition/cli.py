@@ -145,7 +145,7 @@ def letters_cli() -> None:
 @click.option(
     "--body-file",
     required=True,
-    type=click.File("r", encoding="utf-8"),
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
     help="The letter in Markdown ('-' for standard input).",
 )
 @click.option("--slug", default=None, help="The web address; made from the title if left out.")
@@ -164,7 +164,10 @@ def letters_create(
     publish: bool,
 ) -> None:
     """Create a letter and print its URL."""
-    body = body_file.read()
+    try:
+        body = sys.stdin.read() if str(body_file) == "-" else body_file.read_text("utf-8")
+    except UnicodeDecodeError:
+        raise click.BadParameter("the file is not UTF-8 text", param_hint="--body-file") from None
     if not body.strip():
         raise click.BadParameter("the file is empty", param_hint="--body-file")
     try:
@@ -216,7 +219,6 @@ def letters_recount(slug: str | None) -> None:
         with transaction() as session:
             if slug is not None:
                 letters.get_by_slug(session, slug)
-            counts.fold(session)
             results = counts.recount(session, slug)
     except DomainError as error:
         raise _fail(error) from None
@@ -312,3 +314,7 @@ def demo_command(host: str, port: int) -> None:
     from petition.demo import run
 
     run(host, port)
+
+
+if __name__ == "__main__":
+    main()

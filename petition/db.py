@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -90,6 +90,7 @@ def init_app(app: Flask) -> None:
     engine = make_engine(app.config["DATABASE_URL"], echo=bool(app.config["DATABASE_ECHO"]))
     app.extensions["petition.engine"] = engine
     app.extensions["petition.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+    app.teardown_request(_close_session)
     app.teardown_appcontext(_close_session)
 
 
@@ -103,15 +104,26 @@ def new_session() -> Session:
     return current_app.extensions["petition.sessionmaker"]()
 
 
+_KEY = "petition.db_session"
+
+
+def _holder() -> dict[str, Any]:
+    # Per request when there is one (its WSGI environ), else per app context (CLI, workers):
+    # code that keeps an app context open across requests still gets a session per request.
+    return request.environ if has_request_context() else g.__dict__
+
+
 def get_session() -> Session:
     """The session of the current request or CLI command, opened on first use."""
-    if "db_session" not in g:
-        g.db_session = new_session()
-    return g.db_session
+    holder = _holder()
+    session = holder.get(_KEY)
+    if session is None:
+        session = holder[_KEY] = new_session()
+    return session
 
 
 def _close_session(_exc: BaseException | None) -> None:
-    session = g.pop("db_session", None)
+    session = _holder().pop(_KEY, None)
     if session is not None:
         session.close()
 

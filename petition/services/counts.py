@@ -60,14 +60,16 @@ class CountCache:
             self._values.pop(letter_id, None)
 
 
-def fold(session: Session) -> int:
+def fold(session: Session, *, locked: bool = False) -> int:
     """Move pending count events into the letters' stored counts; returns events folded.
 
     Only one folder runs at a time (an advisory lock on PostgreSQL; SQLite's write lock), so two
-    workers can never add the same events twice.
+    workers can never add the same events twice. `locked` says the caller holds the lock.
     """
-    if is_postgres(session) and not session.scalar(
-        select(func.pg_try_advisory_xact_lock(literal(FOLD_LOCK_KEY)))
+    if (
+        not locked
+        and is_postgres(session)
+        and not session.scalar(select(func.pg_try_advisory_xact_lock(literal(FOLD_LOCK_KEY))))
     ):
         return 0
     events = session.execute(
@@ -109,6 +111,8 @@ def recount(session: Session, slug: str | None = None) -> list[RecountResult]:
     """Compare each letter's count with its verified signatures and repair any drift."""
     if is_postgres(session):
         session.execute(select(func.pg_advisory_xact_lock(literal(FOLD_LOCK_KEY))))
+    while fold(session, locked=True):
+        pass
     verified = (
         select(func.count())
         .where(Signature.letter_id == Letter.id, Signature.state == SignatureState.VERIFIED)

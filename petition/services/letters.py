@@ -110,8 +110,7 @@ def update(
 ) -> None:
     """Edit a draft or open letter; the slug is fixed once the letter is public."""
     now = now or utcnow()
-    if letter.status is LetterStatus.CLOSED:
-        raise LetterNotEditable()
+    ensure_editable(letter)
     _check_dates(data, now)
     if data.slug and data.slug != letter.slug:
         if letter.status is not LetterStatus.DRAFT:
@@ -122,6 +121,12 @@ def update(
         letter.slug = slug
     _apply(letter, data, now)
     session.flush()
+
+
+def ensure_editable(letter: Letter) -> None:
+    """A closed letter is final: what people signed stays as it was."""
+    if letter.status is LetterStatus.CLOSED:
+        raise LetterNotEditable()
 
 
 def _apply(letter: Letter, data: LetterInput, now: datetime) -> None:

@@ -47,12 +47,12 @@ def queue(
     return message
 
 
-def recently_queued(session: Session, signature_id: int, kind: str, since: datetime) -> bool:
-    """Whether a message of this kind went to this signer after `since` (limits mail-bombing)."""
+def count_recent(session: Session, signature_id: int, kind: str, since: datetime) -> int:
+    """How many messages of this kind went to this signer after `since` (limits mail-bombing)."""
     query = select(func.count()).where(
         Message.signature_id == signature_id, Message.kind == kind, Message.created_at >= since
     )
-    return bool(session.scalar(query))
+    return session.scalar(query) or 0
 
 
 def discard_for_signatures(session: Session, signature_ids: list[int]) -> None:

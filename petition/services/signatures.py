@@ -106,11 +106,14 @@ def _signed_again(
     session: Session, letter: Letter, signature: Signature, now: datetime
 ) -> SignOutcome:
     """Explain by email, never on the page, so the form cannot reveal who has signed."""
-    kind = "verify" if signature.state is SignatureState.PENDING else "already_signed"
-    if mail.recently_queued(session, signature.id, kind, now - DUPLICATE_NOTICE_INTERVAL):
+    pending = signature.state is SignatureState.PENDING
+    kind = "verify" if pending else "already_signed"
+    # Within the interval: the original link plus one fresh one, or one "already signed" notice.
+    allowed = 2 if pending else 1
+    if mail.count_recent(session, signature.id, kind, now - DUPLICATE_NOTICE_INTERVAL) >= allowed:
         return SignOutcome.THROTTLED
     raw, digest = tokens.new_token()
-    if signature.state is SignatureState.PENDING:
+    if pending:
         signature.verify_token_hash = digest
         signature.verify_expires_at = now + _verify_lifetime()
         mail.queue(

@@ -90,6 +90,7 @@ def show_letter(letter_id: int):
 @login_required
 def edit_letter(letter_id: int):
     letter = letters.get_for_organiser(get_session(), current_user, letter_id)
+    letters.ensure_editable(letter)
     form = LetterForm() if request.method == "POST" else LetterForm.from_letter(letter)
     if form.validate_on_submit():
         try:

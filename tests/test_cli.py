@@ -1,0 +1,148 @@
+"""Operators script the site with the `petition` command."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+from sqlalchemy import select, update
+
+from petition.cli import cli
+from petition.db import transaction
+from petition.models import Letter, Organiser
+from tests.conftest import fresh_session, sign_and_confirm
+
+
+def run(app, *args: str, input: str | None = None):
+    return app.test_cli_runner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+def test_create_organiser_reads_the_password_from_stdin_only(app):
+    result = run(app, "organisers", "create", "Ops@Example.org", "--password-stdin",
+                 input="long enough password\n")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Created organiser ops@example.org" in result.output
+    organiser = fresh_session().scalar(select(Organiser))
+    assert organiser.password_hash.startswith("$argon2id$")
+    assert "long enough password" not in organiser.password_hash
+
+    duplicate = run(app, "organisers", "create", "ops@example.org", "--password-stdin",
+                    input="long enough password\n")  # fmt: skip
+    assert duplicate.exit_code == 1
+    assert "already exists" in duplicate.output
+    short = run(app, "organisers", "create", "new@example.org", "--password-stdin", input="x\n")
+    assert short.exit_code == 1
+    assert "at least 10 characters" in short.output
+    bad = run(app, "organisers", "create", "not-an-email", "--password-stdin", input="x" * 12)
+    assert bad.exit_code == 1
+    assert "not valid" in bad.output
+    assert "--password" not in run(app, "organisers", "create", "--help").output.replace(
+        "--password-stdin", ""
+    )
+
+
+def test_create_organiser_prompts_for_the_password(app):
+    result = run(app, "organisers", "create", "ops@example.org",
+                 input="long enough password\nlong enough password\n")  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+
+def test_create_list_export_and_recount_letters(app, client, mailbox, tmp_path):
+    body = tmp_path / "letter.md"
+    body.write_text("Dear Alex,\n\nPlease stand.\n", encoding="utf-8")
+    created = run(app, "letters", "create", "--title", "Stand now", "--recipient-name", "Alex",
+                  "--body-file", str(body), "--goal", "100", "--publish")  # fmt: skip
+    assert created.exit_code == 0, created.output
+    assert created.output.strip() == "http://localhost/letters/stand-now"
+    draft = run(app, "letters", "create", "--title", "Later", "--recipient-name", "Alex",
+                "--body-file", str(body), "--slug", "later-on")  # fmt: skip
+    assert draft.output.strip() == "http://localhost/letters/later-on"
+
+    letter = fresh_session().scalar(select(Letter).where(Letter.slug == "stand-now"))
+    sign_and_confirm(client, mailbox, letter, email="a@example.org")
+    sign_and_confirm(client, mailbox, letter, email="b@example.org", share_email="y")
+
+    listing = run(app, "letters", "list").output.splitlines()
+    assert listing[0].split() == ["SLUG", "STATUS", "SIGNATURES"]
+    assert listing[1].split() == ["stand-now", "open", "2"]
+    assert listing[2].split() == ["later-on", "draft", "0"]
+
+    out = tmp_path / "out.csv"
+    exported = run(app, "letters", "export", "stand-now", "-o", str(out))
+    assert exported.exit_code == 0
+    with out.open(encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["email"] for row in rows] == ["", "b@example.org"]
+    to_stdout = run(app, "letters", "export", "stand-now")
+    assert to_stdout.output.count("\n") == 3
+
+    assert run(app, "letters", "recount").output.splitlines() == [
+        "stand-now: 2 (correct)",
+        "later-on: 0 (correct)",
+    ]
+    with transaction() as session:
+        session.execute(update(Letter).where(Letter.slug == "stand-now").values(signature_count=7))
+    drift = run(app, "letters", "recount", "stand-now")
+    assert drift.output.strip() == "stand-now: stored 7, actual 2 (repaired, -5)"
+    assert run(app, "letters", "recount", "stand-now").output.strip() == "stand-now: 2 (correct)"
+
+
+def test_bad_arguments_get_specific_errors(app, tmp_path):
+    empty = tmp_path / "empty.md"
+    empty.write_text("  \n")
+    result = run(app, "letters", "create", "--title", "T", "--recipient-name", "R",
+                 "--body-file", str(empty))  # fmt: skip
+    assert result.exit_code == 2
+    assert "the file is empty" in result.output
+    missing = run(app, "letters", "create", "--title", "T", "--recipient-name", "R",
+                  "--body-file", str(tmp_path / "nope.md"))  # fmt: skip
+    assert missing.exit_code == 2
+    assert "does not exist" in missing.output
+    binary = tmp_path / "binary.md"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    undecodable = run(app, "letters", "create", "--title", "T", "--recipient-name", "R",
+                      "--body-file", str(binary))  # fmt: skip
+    assert "not UTF-8 text" in undecodable.output
+    bad_slug = run(app, "letters", "create", "--title", "T", "--recipient-name", "R",
+                   "--body-file", str(empty.with_name("b.md")), "--slug", "A!")  # fmt: skip
+    assert bad_slug.exit_code == 2
+    goal = run(app, "letters", "create", "--title", "T", "--recipient-name", "R",
+               "--body-file", str(empty), "--goal", "0")  # fmt: skip
+    assert goal.exit_code == 2
+    assert "0 is not in the range x>=1" in goal.output
+    unknown = run(app, "letters", "export", "no-such-letter")
+    assert unknown.exit_code == 1
+    assert "There is no letter with the slug 'no-such-letter'" in unknown.output
+    assert run(app, "letters", "recount", "no-such").exit_code == 1
+
+
+def test_bad_slug_is_explained(app, tmp_path):
+    body = tmp_path / "b.md"
+    body.write_text("Hello")
+    result = run(app, "letters", "create", "--title", "T", "--recipient-name", "R",
+                 "--body-file", str(body), "--slug", "Bad Slug")  # fmt: skip
+    assert result.exit_code == 1
+    assert "lower-case letters, digits and single hyphens" in result.output
+
+
+def test_mail_commands_report_and_retry(app, client, make_letter, mailbox):
+    letter = make_letter()
+    client.post(f"/letters/{letter.slug}/sign", data={"name": "J", "email": "j@example.org"})
+    assert "pending: 1" in run(app, "mail", "status").output
+    assert run(app, "mail", "send-pending").output.strip() == "sent 1, will retry 0, parked 0"
+    assert len(mailbox.messages) == 1
+    assert "sent: 1" in run(app, "mail", "status").output
+
+
+def test_the_console_script_runs_migrations_and_refuses_a_missing_secret(tmp_path):
+    env = {"PATH": "", "PETITION_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    script = [sys.executable, "-m", "petition.cli"]
+    refused = subprocess.run([*script, "db", "upgrade"], env=env, capture_output=True, text=True)
+    assert refused.returncode == 1
+    assert "PETITION_SECRET_KEY is not set" in refused.stderr
+    env["PETITION_SECRET_KEY"] = "s" * 40
+    upgraded = subprocess.run([*script, "db", "upgrade"], env=env, capture_output=True, text=True)
+    assert upgraded.returncode == 0, upgraded.stderr
+    listed = subprocess.run([*script, "letters", "list"], env=env, capture_output=True, text=True)
+    assert "No letters yet" in listed.stdout

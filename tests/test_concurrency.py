@@ -1,0 +1,97 @@
+"""Many people at once: no double signatures, no lost or double counts.
+
+Runs on SQLite by default and on PostgreSQL when PETITION_TEST_DATABASE_URL is set (as in CI).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import func, select
+
+from petition.db import transaction
+from petition.models import Signature, SignatureState
+from petition.services import counts
+from petition.worker import run_worker
+from tests.conftest import fresh_session, sign_data
+
+THREADS = 50
+PEOPLE = 25
+
+
+def _in_parallel(app, jobs):
+    barrier = threading.Barrier(len(jobs))
+
+    def run(job):
+        client = app.test_client()
+        barrier.wait()
+        return job(client)
+
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        return list(pool.map(run, jobs))
+
+
+def test_fifty_threads_sign_and_verify_at_once(app, make_letter, mailbox):
+    letter = make_letter()
+    # Each person signs twice at the same moment, the second time in other letter case.
+    addresses = [f"member{i}@example.org" for i in range(PEOPLE)]
+    typed = addresses + [
+        address.upper().replace("@EXAMPLE.ORG", "@Example.org") for address in addresses
+    ]
+    assert len(typed) == THREADS
+
+    def signer(address):
+        return lambda client: (
+            client.post(f"/letters/{letter.slug}/sign", data=sign_data(email=address)).status_code
+        )
+
+    assert _in_parallel(app, [signer(address) for address in typed]) == [303] * THREADS
+
+    # Two workers deliver at once: each message is claimed by exactly one.
+    workers = [
+        threading.Thread(target=run_worker, args=(app, threading.Event()), kwargs={"once": True})
+        for _ in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    mailbox.deliver()
+    ids = [m["Message-ID"] for m in mailbox.messages]
+    assert len(ids) == len(set(ids))
+
+    links: dict[str, list[str]] = {}
+    for message in mailbox.messages:
+        path = re.search(r"http://localhost(/verify/[\w-]+)", mailbox.body(message)).group(1)
+        links.setdefault(message["To"].lower(), []).append(path)
+    assert sorted(links) == sorted(addresses)
+
+    # Every person presses the button twice at once (on every link they got).
+    def confirmer(address):
+        def press(client):
+            return [client.post(path).status_code for path in links[address]]
+
+        return press
+
+    results = _in_parallel(app, [confirmer(a) for a in addresses for _ in range(2)])
+    for statuses in results:
+        assert 200 in statuses
+        assert set(statuses) <= {200, 404}
+
+    session = fresh_session()
+    per_state = dict(
+        session.execute(select(Signature.state, func.count()).group_by(Signature.state)).all()
+    )
+    assert per_state == {SignatureState.VERIFIED: PEOPLE}
+    keys = session.scalars(select(Signature.email_key)).all()
+    assert len(keys) == len(set(keys)) == PEOPLE
+    assert counts.current(session, letter.id) == PEOPLE
+    with transaction() as write:
+        [result] = counts.recount(write, letter.slug)
+    assert (result.stored, result.actual) == (PEOPLE, PEOPLE)
+    assert (
+        app.test_client().get(f"/api/v1/letters/{letter.slug}").get_json()["signature_count"]
+        == PEOPLE
+    )

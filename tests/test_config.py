@@ -1,0 +1,63 @@
+"""Configuration fails fast with a message that says what to fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from petition import create_app
+from petition.config import ConfigError
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    for name in ("PETITION_SECRET_KEY", "PETITION_ENV", "PETITION_MAIL_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PETITION_DATABASE_URL", f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    return monkeypatch
+
+
+def test_production_start_without_secret_key_refuses(clean_env):
+    with pytest.raises(ConfigError, match="PETITION_SECRET_KEY is not set"):
+        create_app()
+
+
+def test_development_start_gets_a_throwaway_secret(clean_env):
+    clean_env.setenv("PETITION_ENV", "development")
+    assert len(create_app().config["SECRET_KEY"]) > 40
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("PETITION_MAIL_BACKEND", "carrier-pigeon", "must be one of smtp, file, console"),
+        ("PETITION_SMTP_PORT", '"twenty-five"', "must be a whole number"),
+        ("PETITION_SMTP_STARTTLS", '"maybe"', "must be true or false"),
+        ("PETITION_BASE_URL", "letters.example.org", "absolute http"),
+        ("PETITION_DATABASE_URL", "mysql://x", "SQLite"),
+        ("PETITION_ENV", "staging", "'production' or 'development'"),
+        ("PETITION_COUNT_CACHE_SECONDS", "-1", "must not be negative"),
+    ],
+)
+def test_malformed_settings_are_named(clean_env, name, value, message):
+    clean_env.setenv("PETITION_SECRET_KEY", "s" * 40)
+    clean_env.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        create_app()
+
+
+def test_any_flask_setting_can_be_overridden_from_the_environment(clean_env):
+    clean_env.setenv("PETITION_SECRET_KEY", "s" * 40)
+    clean_env.setenv("PETITION_SESSION_COOKIE_SECURE", "false")
+    clean_env.setenv("PETITION_SMTP_PORT", "2525")
+    app = create_app()
+    assert app.config["SESSION_COOKIE_SECURE"] is False
+    assert app.config["SMTP_PORT"] == 2525
+    assert app.config["SECRET_KEY"] == "s" * 40
+
+
+def test_security_headers_are_set(client, make_letter):
+    letter = make_letter()
+    response = client.get(f"/letters/{letter.slug}")
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert client.get("/organiser/login").headers["Cache-Control"] == "private, no-store"

@@ -1,0 +1,98 @@
+"""The outbox: nothing is lost when the mail server is down, and nothing lingers once sent."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from petition.db import transaction, utcnow
+from petition.models import Message, MessageState
+from petition.services import mail
+from petition.worker import run_worker
+from tests.conftest import free_port, fresh_session, sign_data
+
+
+def _make_due() -> None:
+    with transaction() as session:
+        session.execute(update(Message).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+
+
+def test_mail_waits_in_the_outbox_while_smtp_is_down_then_arrives_once(
+    app, client, make_letter, mailbox
+):
+    letter = make_letter()
+    working_port = app.config["SMTP_PORT"]
+    app.config["SMTP_PORT"] = free_port()  # nothing listens there
+    for i in range(3):
+        client.post(f"/letters/{letter.slug}/sign", data=sign_data(email=f"p{i}@example.org"))
+    report = run_worker(app, threading.Event(), once=True)
+    assert (report.sent, report.retrying) == (0, 3)
+    messages = fresh_session().scalars(select(Message)).all()
+    assert {m.state for m in messages} == {MessageState.PENDING}
+    assert all(m.attempts == 1 and "cannot connect" in m.last_error for m in messages)
+    assert all(m.next_attempt_at > utcnow() for m in messages)  # backing off
+
+    app.config["SMTP_PORT"] = working_port
+    mailbox.deliver()
+    assert mailbox.messages == []  # not due yet
+    _make_due()
+    mailbox.deliver()
+    mailbox.deliver()
+    assert sorted(m["To"] for m in mailbox.messages) == [f"p{i}@example.org" for i in range(3)]
+
+
+def test_a_message_that_keeps_failing_is_parked_with_its_error(app, client, make_letter, mailbox):
+    app.config["MAIL_MAX_ATTEMPTS"] = 2
+    app.config["SMTP_PORT"] = free_port()
+    letter = make_letter()
+    client.post(f"/letters/{letter.slug}/sign", data=sign_data())
+    for _ in range(2):
+        _make_due()
+        run_worker(app, threading.Event(), once=True)
+    [message] = fresh_session().scalars(select(Message)).all()
+    fresh_session().refresh(message)
+    assert message.state is MessageState.FAILED
+    assert "cannot connect" in message.last_error
+    with transaction() as session:
+        assert [m.id for m in mail.failed(session)] == [message.id]
+        assert mail.retry_failed(session) == 1
+
+
+def test_sent_messages_keep_no_address_or_token(app, client, make_letter, mailbox):
+    letter = make_letter()
+    client.post(f"/letters/{letter.slug}/sign", data=sign_data())
+    mailbox.deliver()
+    [message] = fresh_session().scalars(select(Message)).all()
+    fresh_session().refresh(message)
+    assert message.state is MessageState.SENT
+    assert message.to_address == "" and message.body_text == ""
+    assert message.sent_at is not None
+
+
+def test_backoff_grows_and_is_capped():
+    assert mail.backoff(1) == timedelta(seconds=30)
+    assert mail.backoff(2) == timedelta(minutes=1)
+    assert mail.backoff(20) == timedelta(hours=1)
+
+
+def test_file_backend_writes_eml_files(app, client, make_letter, tmp_path):
+    app.config.update(MAIL_BACKEND="file", MAIL_DIR=str(tmp_path / "mail"))
+    letter = make_letter()
+    client.post(f"/letters/{letter.slug}/sign", data=sign_data())
+    run_worker(app, threading.Event(), once=True)
+    [eml] = (tmp_path / "mail").glob("*.eml")
+    text = eml.read_text()
+    assert "To: jane@example.org" in text
+    assert "/verify/" in text
+
+
+def test_console_backend_prints_messages(app, client, make_letter, capsys):
+    app.config.update(MAIL_BACKEND="console")
+    letter = make_letter()
+    client.post(f"/letters/{letter.slug}/sign", data=sign_data())
+    run_worker(app, threading.Event(), once=True)
+    out = capsys.readouterr().out
+    assert "Subject: Please confirm your signature" in out
+    assert "http://localhost/verify/" in out

@@ -1,0 +1,169 @@
+"""An organiser logs in, writes, previews, publishes, edits, closes, exports and delivers."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from sqlalchemy import select
+
+from petition.models import Letter, LetterStatus
+from tests.conftest import PASSWORD, api_count, fresh_session, sign_and_confirm
+
+LETTER_FORM = {
+    "title": "Stand for the leadership",
+    "recipient_name": "Alex Morgan MP",
+    "recipient_role": "MP for Northtown",
+    "body": "Dear Alex,\n\nPlease stand.\n\n<script>alert(1)</script>\n\n[x](javascript:alert(1))",
+    "goal": "500",
+    "ask_postcode": "y",
+}
+
+
+def test_login_required_and_wrong_password_is_refused(client, make_organiser):
+    make_organiser()
+    response = client.get("/organiser/")
+    assert response.status_code == 302
+    assert "/organiser/login" in response.headers["Location"]
+    wrong = client.post(
+        "/organiser/login", data={"email": "organiser@example.org", "password": "nope"}
+    )
+    assert wrong.status_code == 401
+    page = wrong.get_data(as_text=True)
+    assert "do not match" in page
+    assert 'value="organiser@example.org"' in page
+    unknown = client.post("/organiser/login", data={"email": "who@example.org", "password": "x"})
+    assert unknown.status_code == 401
+
+
+def test_login_ignores_an_offsite_next(client, make_organiser):
+    make_organiser()
+    response = client.post(
+        "/organiser/login?next=https://evil.example/",
+        data={"email": "organiser@example.org", "password": PASSWORD},
+    )
+    assert response.headers["Location"] == "/organiser/"
+
+
+def test_write_preview_publish_edit_close(client, logged_in, mailbox):
+    created = client.post("/organiser/letters/new", data=LETTER_FORM)
+    assert created.status_code == 303
+    letter_path = created.headers["Location"]
+    letter = fresh_session().scalar(select(Letter))
+    assert letter.status is LetterStatus.DRAFT
+    assert letter.slug == "stand-for-the-leadership"
+    assert "<script>" not in letter.body_html
+    assert 'href="javascript' not in letter.body_html
+    assert client.get(f"/letters/{letter.slug}").status_code == 404  # drafts are private
+
+    preview = client.get(f"{letter_path}/preview")
+    assert preview.status_code == 200
+    assert "Preview" in preview.get_data(as_text=True)
+    assert "Please stand." in preview.get_data(as_text=True)
+
+    assert client.post(f"{letter_path}/publish").status_code == 303
+    assert client.get(f"/letters/{letter.slug}").status_code == 200
+
+    edited = dict(LETTER_FORM, body="Dear Alex,\n\nPlease stand for leader.")
+    assert client.post(f"{letter_path}/edit", data=edited).status_code == 303
+    assert "Please stand for leader." in client.get(f"/letters/{letter.slug}").get_data(True)
+
+    assert client.post(f"{letter_path}/close").status_code == 303
+    assert api_count(client, letter) == 0
+    assert client.get(f"/api/v1/letters/{letter.slug}").get_json()["status"] == "closed"
+    again = client.post(f"{letter_path}/close")
+    assert again.status_code == 409
+    assert client.post(f"{letter_path}/edit", data=edited).status_code == 409
+
+
+def test_letter_form_errors_keep_the_text(client, logged_in):
+    data = dict(LETTER_FORM, title="", goal="-3", slug="Not A Slug!", closes_on="yesterday")
+    response = client.post("/organiser/letters/new", data=data)
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert "Give the letter a title." in page
+    assert "Enter a whole number above 0." in page
+    assert "lower-case letters, digits and single hyphens" in page
+    assert "Not a valid date value." in page
+    assert "Please stand." in page
+
+
+def test_closing_date_must_be_in_the_future(client, logged_in):
+    response = client.post("/organiser/letters/new", data=dict(LETTER_FORM, closes_on="2001-01-01"))
+    assert response.status_code == 422
+    assert "closing date must be in the future" in response.get_data(as_text=True)
+
+
+def test_taken_slug_is_refused_and_titles_get_unique_slugs(client, logged_in, make_letter):
+    make_letter(slug="stand-now")
+    taken = client.post("/organiser/letters/new", data=dict(LETTER_FORM, slug="stand-now"))
+    assert taken.status_code == 422
+    assert "already uses that web address" in taken.get_data(as_text=True)
+    for _ in range(2):
+        assert client.post("/organiser/letters/new", data=LETTER_FORM).status_code == 303
+    slugs = sorted(fresh_session().scalars(select(Letter.slug)))
+    assert slugs == ["stand-for-the-leadership", "stand-for-the-leadership-2", "stand-now"]
+
+
+def test_organisers_see_only_their_own_letters(client, make_organiser, make_letter):
+    other = make_organiser("other@example.org")
+    theirs = make_letter(organiser=other)
+    make_organiser()
+    client.post("/organiser/login", data={"email": "organiser@example.org", "password": PASSWORD})
+    assert client.get(f"/organiser/letters/{theirs.id}").status_code == 404
+    assert client.post(f"/organiser/letters/{theirs.id}/close").status_code == 404
+    assert client.get(f"/organiser/letters/{theirs.id}/signatories.csv").status_code == 404
+    assert theirs.title not in client.get("/organiser/").get_data(as_text=True)
+
+
+def _rows(response) -> list[dict[str, str]]:
+    text = response.get_data().decode("utf-8-sig")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_csv_has_verified_signers_only_emails_by_consent_and_no_formulas(
+    client, logged_in, make_letter, mailbox
+):
+    letter = make_letter(organiser=logged_in, ask_postcode=True)
+    sign_and_confirm(client, mailbox, letter, name="=HYPERLINK(1)", email="a@example.org",
+                     postcode="LS1 1AA", share_email="y")  # fmt: skip
+    sign_and_confirm(client, mailbox, letter, name="Zoë Ünal", email="b@example.org",
+                     postcode="M1 1AA")  # fmt: skip
+    client.post(
+        f"/letters/{letter.slug}/sign",
+        data={"name": "Pending", "email": "c@example.org", "postcode": "B1"},
+    )
+    response = client.get(f"/organiser/letters/{letter.id}/signatories.csv")
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    assert "attachment" in response.headers["Content-Disposition"]
+    assert response.get_data().startswith(b"\xef\xbb\xbf")
+    rows = _rows(response)
+    assert [r["name"] for r in rows] == ["'=HYPERLINK(1)", "Zoë Ünal"]
+    assert [r["email"] for r in rows] == ["a@example.org", ""]
+    assert [r["postcode"] for r in rows] == ["LS1 1AA", "M1 1AA"]
+    assert list(rows[0]) == ["name", "postcode", "email", "signed_at"]
+
+
+def test_delivery_link_lets_the_office_download_until_revoked(
+    client, app, logged_in, make_letter, mailbox
+):
+    letter = make_letter(organiser=logged_in)
+    sign_and_confirm(client, mailbox, letter)
+    page = client.post(f"/organiser/letters/{letter.id}/deliveries").get_data(as_text=True)
+    url = page.split('value="http://localhost', 1)[1].split('"', 1)[0]
+    office = app.test_client()
+    shown = office.get(url)
+    assert shown.status_code == 200
+    assert "Download the signatories" in shown.get_data(as_text=True)
+    assert shown.headers["Cache-Control"] == "private, no-store"
+    rows = _rows(office.get(f"{url}/signatories.csv"))
+    assert [r["name"] for r in rows] == ["Jane Doe"]
+    assert "1</td>" in client.get(f"/organiser/letters/{letter.id}").get_data(as_text=True)
+
+    from petition.models import Delivery
+
+    delivery = fresh_session().scalar(select(Delivery))
+    client.post(f"/organiser/letters/{letter.id}/deliveries/{delivery.id}/revoke")
+    assert office.get(url).status_code == 404
+    assert office.get("/deliveries/made-up-token-that-is-long").status_code == 404

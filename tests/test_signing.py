@@ -1,0 +1,282 @@
+"""A member signs, confirms by email, and can withdraw: the double opt-in, end to end."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from petition.db import transaction, utcnow
+from petition.models import Message, MessageState, Signature, SignatureState
+from petition.services import signatures
+from tests.conftest import api_count, fresh_session, sign_and_confirm, sign_data
+
+
+def test_letter_page_shows_the_letter_and_an_unticked_form(client, make_letter):
+    letter = make_letter(ask_postcode=True)
+    page = client.get(f"/letters/{letter.slug}").get_data(as_text=True)
+    assert "Stand for the leadership" in page
+    assert "<strong>stand</strong>" in page
+    assert 'name="postcode"' in page
+    assert 'name="organisation"' not in page
+    assert 'name="show_name"' in page and 'name="share_email"' in page
+    assert "checked" not in page
+
+
+def test_signing_sends_a_link_that_only_shows_until_the_button_is_pressed(
+    client, make_letter, mailbox
+):
+    letter = make_letter()
+    response = client.post(f"/letters/{letter.slug}/sign", data=sign_data())
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith(f"/letters/{letter.slug}/check-your-inbox")
+    assert "Check your inbox" in client.get(response.headers["Location"]).get_data(as_text=True)
+    assert api_count(client, letter) == 0
+
+    mailbox.deliver()
+    [mail] = mailbox.messages_to("jane@example.org")
+    assert mail["Subject"] == "Please confirm your signature: Stand for the leadership"
+    verify_path = mailbox.link("jane@example.org", "/verify/")
+
+    # A mail scanner fetching the link twice changes nothing.
+    for _ in range(2):
+        page = client.get(verify_path)
+        assert page.status_code == 200
+        assert "Confirm my signature" in page.get_data(as_text=True)
+    assert api_count(client, letter) == 0
+
+    confirmed = client.post(verify_path)
+    assert confirmed.status_code == 200
+    assert "your signature is confirmed" in confirmed.get_data(as_text=True)
+    assert "<strong>1</strong>" in confirmed.get_data(as_text=True)
+    assert api_count(client, letter) == 1
+
+    again = client.post(verify_path)
+    assert again.status_code == 200
+    assert "already confirmed" in again.get_data(as_text=True)
+    assert api_count(client, letter) == 1
+    assert "already confirmed" in client.get(verify_path).get_data(as_text=True)
+
+
+def test_confirmation_mail_links_to_withdrawal_which_deletes_everything(
+    client, make_letter, mailbox
+):
+    letter = make_letter()
+    manage_path = sign_and_confirm(client, mailbox, letter)
+    assert api_count(client, letter) == 1
+
+    page = client.get(manage_path)
+    assert page.status_code == 200
+    assert "Withdraw my signature" in page.get_data(as_text=True)
+    assert api_count(client, letter) == 1  # GET only shows
+
+    withdrawn = client.post(f"{manage_path}/withdraw")
+    assert withdrawn.status_code == 200
+    assert "withdrawn" in withdrawn.get_data(as_text=True)
+    assert api_count(client, letter) == 0
+    session = fresh_session()
+    assert session.scalar(select(func.count()).select_from(Signature)) == 0
+    unsent = session.scalars(select(Message).where(Message.state == MessageState.PENDING))
+    assert [m.kind for m in unsent] == ["withdrawn"]
+
+    again = client.post(f"{manage_path}/withdraw")
+    assert again.status_code == 404
+    assert api_count(client, letter) == 0
+
+
+def test_signing_again_with_the_same_mailbox_never_reveals_it_and_never_doubles(
+    client, make_letter, mailbox
+):
+    letter = make_letter()
+    first = client.post(f"/letters/{letter.slug}/sign", data=sign_data(email="Jane@Example.org"))
+    second = client.post(f"/letters/{letter.slug}/sign", data=sign_data(email="jane@EXAMPLE.org"))
+    assert first.status_code == second.status_code == 303
+    assert first.headers["Location"] == second.headers["Location"]
+    mailbox.deliver()
+    # Both go to the address first given; the second carries a fresh link, the old one dies.
+    mails = mailbox.messages_to("Jane@example.org")
+    assert len(mails) == 2
+    assert "fresh link" in mailbox.body(mails[1])
+    newest = mailbox.link("Jane@example.org", "/verify/")
+    mailbox.messages.pop()
+    oldest = mailbox.link("Jane@example.org", "/verify/")
+    assert client.post(oldest).status_code == 404
+    assert client.post(newest).status_code == 200
+    assert api_count(client, letter) == 1
+    assert fresh_session().scalar(select(func.count()).select_from(Signature)) == 1
+
+
+def test_gmail_dots_and_plus_tags_are_the_same_mailbox(client, make_letter, mailbox):
+    letter = make_letter()
+    sign_and_confirm(client, mailbox, letter, email="jane.doe@gmail.com")
+    again = client.post(
+        f"/letters/{letter.slug}/sign", data=sign_data(email="Jane.D.o.e+letters@googlemail.com")
+    )
+    assert again.status_code == 303
+    mailbox.deliver()
+    assert mailbox.messages_to("Jane.D.o.e+letters@googlemail.com") == []
+    notice = mailbox.messages_to("jane.doe@gmail.com")[-1]
+    assert "already signed" in mailbox.body(notice)
+    assert "/signature/" in mailbox.body(notice)
+    assert api_count(client, letter) == 1
+
+
+def test_plus_tags_are_distinct_where_the_provider_does_not_ignore_them(
+    client, make_letter, mailbox
+):
+    letter = make_letter()
+    sign_and_confirm(client, mailbox, letter, email="jane@example.org")
+    sign_and_confirm(client, mailbox, letter, email="jane+work@example.org")
+    assert api_count(client, letter) == 2
+
+
+def test_repeated_signing_does_not_flood_the_mailbox(client, make_letter, mailbox):
+    letter = make_letter()
+    for _ in range(5):
+        client.post(f"/letters/{letter.slug}/sign", data=sign_data())
+    mailbox.deliver()
+    assert len(mailbox.messages_to("jane@example.org")) == 2  # the link, then one fresh link
+
+
+def test_expired_link_says_so_and_does_not_count(client, make_letter, mailbox):
+    letter = make_letter()
+    client.post(f"/letters/{letter.slug}/sign", data=sign_data())
+    mailbox.deliver()
+    verify_path = mailbox.link("jane@example.org", "/verify/")
+    with transaction() as session:
+        signature = session.scalar(select(Signature))
+        signature.verify_expires_at = utcnow() - timedelta(minutes=1)
+    assert client.get(verify_path).status_code == 410
+    response = client.post(verify_path)
+    assert response.status_code == 410
+    assert "expired" in response.get_data(as_text=True)
+    assert api_count(client, letter) == 0
+
+
+def test_expired_pending_signatures_are_purged(app, client, make_letter, mailbox):
+    letter = make_letter()
+    client.post(f"/letters/{letter.slug}/sign", data=sign_data())
+    client.post(f"/letters/{letter.slug}/sign", data=sign_data(email="sam@example.org"))
+    with transaction() as session:
+        signature = session.scalar(select(Signature).where(Signature.email == "sam@example.org"))
+        signature.verify_expires_at = utcnow() - timedelta(seconds=1)
+    with transaction() as session:
+        assert signatures.purge_expired(session) == 1
+    remaining = fresh_session().scalars(select(Signature.email)).all()
+    assert remaining == ["jane@example.org"]
+    unsent = fresh_session().scalars(select(Message.to_address)).all()
+    assert "sam@example.org" not in unsent
+
+
+def test_unknown_and_malformed_tokens_get_a_friendly_404(client, make_letter):
+    make_letter()
+    for path in ("/verify/not-a-real-token-but-long-enough", "/verify/x", "/verify/%00%01"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert "This link does not work" in response.get_data(as_text=True)
+    assert client.post("/verify/not-a-real-token-but-long-enough").status_code == 404
+    assert client.get("/signature/not-a-real-token-but-long-enough").status_code == 404
+
+
+def test_form_errors_keep_what_was_typed_and_name_each_field(client, make_letter, mailbox):
+    letter = make_letter(ask_postcode=True, ask_comment=True)
+    response = client.post(
+        f"/letters/{letter.slug}/sign",
+        data={"name": "Jane\x07 Doe", "email": "jane@", "postcode": "", "comment": "Go on!"},
+    )
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert "Please check the form" in page
+    assert "invisible or control characters" in page
+    assert "Enter a valid email address" in page
+    assert "Enter your postcode." in page
+    assert 'value="jane@"' in page
+    assert "Go on!" in page
+    assert 'aria-invalid="true"' in page
+    mailbox.deliver()
+    assert mailbox.messages == []
+
+
+def test_every_field_has_a_length_limit(client, make_letter):
+    letter = make_letter(ask_comment=True, ask_organisation=True)
+    response = client.post(
+        f"/letters/{letter.slug}/sign",
+        data=sign_data(name="x" * 121, organisation="o" * 161, comment="c" * 501),
+    )
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "at most 120 characters" in page
+    assert "160 characters" in page
+    assert "500 characters" in page
+
+
+def test_draft_and_unknown_letters_are_not_found(client, make_letter):
+    draft = make_letter(status="draft")
+    for path in (f"/letters/{draft.slug}", "/letters/no-such-letter"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert "Letter not found" in response.get_data(as_text=True)
+    assert client.post(f"/letters/{draft.slug}/sign", data=sign_data()).status_code == 404
+    assert client.get(f"/api/v1/letters/{draft.slug}").status_code == 404
+
+
+def test_closed_letter_shows_closed_and_refuses_signatures_politely(client, make_letter, mailbox):
+    letter = make_letter(status="closed")
+    page = client.get(f"/letters/{letter.slug}").get_data(as_text=True)
+    assert "This letter is closed" in page
+    assert 'name="email"' not in page
+    response = client.post(f"/letters/{letter.slug}/sign", data=sign_data())
+    assert response.status_code == 409
+    assert "no longer collecting signatures" in response.get_data(as_text=True)
+
+
+def test_letter_past_its_closing_date_is_closed(client, make_letter):
+    letter = make_letter(closes_at=utcnow() + timedelta(hours=1))
+    with transaction() as session:
+        session.merge(letter).closes_at = utcnow() - timedelta(seconds=1)
+    assert client.post(f"/letters/{letter.slug}/sign", data=sign_data()).status_code == 409
+    assert client.get(f"/api/v1/letters/{letter.slug}").get_json()["status"] == "closed"
+
+
+def test_pending_signature_cannot_be_confirmed_after_the_letter_closes(
+    client, make_letter, mailbox
+):
+    letter = make_letter()
+    client.post(f"/letters/{letter.slug}/sign", data=sign_data())
+    mailbox.deliver()
+    verify_path = mailbox.link("jane@example.org", "/verify/")
+    with transaction() as session:
+        from petition.services import letters
+
+        letters.close(session, session.merge(letter))
+    assert client.post(verify_path).status_code == 409
+    assert api_count(client, letter) == 0
+
+
+def test_optional_fields_are_stored_only_when_the_letter_asks(client, make_letter, mailbox):
+    letter = make_letter(ask_postcode=True)
+    client.post(
+        f"/letters/{letter.slug}/sign",
+        data=sign_data(postcode="ls1 1aa", organisation="Sneaky Ltd", show_name="y"),
+    )
+    signature = fresh_session().scalar(select(Signature))
+    assert signature.postcode == "LS1 1AA"
+    assert signature.organisation is None
+    assert signature.show_name is True
+    assert signature.share_email is False
+    assert signature.state is SignatureState.PENDING
+
+
+def test_email_addresses_never_appear_on_public_pages(client, make_letter, mailbox):
+    letter = make_letter()
+    sign_and_confirm(client, mailbox, letter, email="private.person@example.org", show_name="y")
+    for path in (f"/letters/{letter.slug}", f"/api/v1/letters/{letter.slug}", "/"):
+        assert "private.person" not in client.get(path).get_data(as_text=True)
+
+
+def test_missing_csrf_token_gets_a_clear_page(app, make_letter):
+    app.config["WTF_CSRF_ENABLED"] = True
+    letter = make_letter()
+    response = app.test_client().post(f"/letters/{letter.slug}/sign", data=sign_data())
+    assert response.status_code == 400
+    assert "This form has expired" in response.get_data(as_text=True)
