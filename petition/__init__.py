@@ -9,7 +9,7 @@ from flask import Flask
 from flask_babel import Babel
 from flask_wtf import CSRFProtect
 
-from petition import auth, config, db, errors, web
+from petition import auth, config, db, errors, limits, web
 from petition.services.counts import CountCache
 
 _HERE = Path(__file__).resolve().parent
@@ -41,6 +41,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     babel.init_app(app)
     auth.init_app(app)
+    limits.init_app(app)
     errors.init_app(app)
     web.init_app(app)
     app.extensions["petition.counts"] = CountCache(app.config["COUNT_CACHE_SECONDS"])

@@ -36,6 +36,8 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "SMTP_TIMEOUT": 10.0,
         "MAIL_MAX_ATTEMPTS": 8,
         "REDIS_URL": None,
+        # How many proxies in front of the app set X-Forwarded-For/-Proto/-Host (0: none).
+        "TRUSTED_PROXIES": 0,
         "COUNT_CACHE_SECONDS": 2.0,
         "VERIFY_TOKEN_HOURS": 72,
         "DELIVERY_LINK_DAYS": 30,
@@ -65,7 +67,13 @@ def load(app: Flask, overrides: dict[str, Any] | None = None) -> None:
 
 def _coerce(config: dict[str, Any]) -> None:
     """from_prefixed_env leaves values it cannot parse as JSON as strings; fix the typed ones."""
-    for key in ("SMTP_PORT", "MAIL_MAX_ATTEMPTS", "VERIFY_TOKEN_HOURS", "DELIVERY_LINK_DAYS"):
+    for key in (
+        "SMTP_PORT",
+        "MAIL_MAX_ATTEMPTS",
+        "VERIFY_TOKEN_HOURS",
+        "DELIVERY_LINK_DAYS",
+        "TRUSTED_PROXIES",
+    ):
         config[key] = _integer(key, config[key])
     config["COUNT_CACHE_SECONDS"] = _number("COUNT_CACHE_SECONDS", config["COUNT_CACHE_SECONDS"])
     config["SMTP_TIMEOUT"] = _number("SMTP_TIMEOUT", config["SMTP_TIMEOUT"])
@@ -131,6 +139,11 @@ def _check(app: Flask) -> None:
         raise ConfigError(
             f"PETITION_BASE_URL must be an absolute http(s) URL such as "
             f"https://letters.example.org, not {config['BASE_URL']!r}."
+        )
+    redis_url = config.get("REDIS_URL")
+    if redis_url and not str(redis_url).startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            f"PETITION_REDIS_URL must look like redis://host:6379/0, not {redis_url!r}."
         )
     url = str(config["DATABASE_URL"])
     if not url.startswith(("sqlite:", "postgresql")):

@@ -30,19 +30,24 @@ from petition.services import letters, organisers
 from petition.worker import run_worker
 
 POSTGRES_URL = os.environ.get("PETITION_TEST_DATABASE_URL")
+REDIS_URL = os.environ.get("PETITION_TEST_REDIS_URL")
 PASSWORD = "correct horse battery"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if POSTGRES_URL:
-        return
-    skip = pytest.mark.skip(
-        reason="PostgreSQL test: set PETITION_TEST_DATABASE_URL="
-        "postgresql+psycopg://postgres@127.0.0.1:5432/test to run it"
-    )
+    skips = {
+        "postgres": None
+        if POSTGRES_URL
+        else "PostgreSQL test: set PETITION_TEST_DATABASE_URL="
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test to run it",
+        "redis": None
+        if REDIS_URL
+        else "Redis test: set PETITION_TEST_REDIS_URL=redis://127.0.0.1:6379/0 to run it",
+    }
     for item in items:
-        if "postgres" in item.keywords:
-            item.add_marker(skip)
+        for marker, reason in skips.items():
+            if reason and marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 # -- databases -----------------------------------------------------------------------------------

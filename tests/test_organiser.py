@@ -167,3 +167,15 @@ def test_delivery_link_lets_the_office_download_until_revoked(
     client.post(f"/organiser/letters/{letter.id}/deliveries/{delivery.id}/revoke")
     assert office.get(url).status_code == 404
     assert office.get("/deliveries/made-up-token-that-is-long").status_code == 404
+
+
+def test_repeated_wrong_passwords_are_slowed_down(client, make_organiser):
+    make_organiser()
+    statuses = [
+        client.post(
+            "/organiser/login", data={"email": "organiser@example.org", "password": "guess"}
+        ).status_code
+        for _ in range(11)
+    ]
+    assert statuses == [401] * 10 + [429]
+    assert "Too many attempts" in client.post("/organiser/login", data={}).get_data(True)

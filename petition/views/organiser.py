@@ -10,6 +10,7 @@ from petition import links
 from petition.db import get_session, transaction, utcnow
 from petition.errors import DomainError
 from petition.forms.organiser import LetterForm, LoginForm
+from petition.limits import LOGIN_LIMIT, limiter
 from petition.services import counts, deliveries, letters, organisers
 from petition.views import csv_response
 
@@ -17,6 +18,7 @@ bp = Blueprint("organiser", __name__, url_prefix="/organiser")
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(LOGIN_LIMIT, methods=["POST"])
 def login():
     form = LoginForm()
     if form.validate_on_submit():

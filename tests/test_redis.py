@@ -1,0 +1,35 @@
+"""Several app instances share rate limits through Redis."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis
+
+from petition import create_app
+from tests.conftest import REDIS_URL
+
+pytestmark = pytest.mark.redis
+
+
+def test_login_limit_is_shared_between_instances(app_config, make_organiser):
+    make_organiser()
+    prefix = uuid.uuid4().hex
+    config = dict(app_config, REDIS_URL=REDIS_URL, RATELIMIT_KEY_PREFIX=prefix)
+    first, second = create_app(config), create_app(config)
+    attempts = {"email": "organiser@example.org", "password": "guess"}
+    statuses = [
+        (first if i % 2 else second)
+        .test_client()
+        .post("/organiser/login", data=attempts)
+        .status_code
+        for i in range(11)
+    ]
+    assert statuses == [401] * 10 + [429]
+    # The counters live in Redis, where every instance (process or host) sees them.
+    connection = redis.Redis.from_url(REDIS_URL)
+    keys = connection.keys(f"*{prefix}*")
+    assert keys, "no rate-limit counters in Redis"
+    connection.delete(*keys)
+    connection.close()
