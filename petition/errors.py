@@ -21,9 +21,14 @@ class DomainError(Exception):
     title = _l("That did not work")
     message = _l("Something about that request was not right.")
 
-    def __init__(self, detail: str | None = None) -> None:
+    def __init__(self, detail: str | None = None, *, field: str | None = None) -> None:
         super().__init__(detail or str(self.message))
         self.detail = detail
+        self.field = field  # the input it is about, so a form can show it beside that field
+
+    @property
+    def text(self) -> str:
+        return self.detail or str(self.message)
 
 
 class NotFound(DomainError):

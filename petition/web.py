@@ -8,8 +8,10 @@ from functools import cache
 from pathlib import Path
 
 from flask import Flask, Response, current_app, request, url_for
-from flask_babel import format_datetime, format_decimal
+from flask_babel import format_date, format_datetime, format_decimal
+from werkzeug.routing import IntegerConverter, Map
 
+from petition.dates import closing_day
 from petition.db import utcnow
 
 CONTENT_SECURITY_POLICY = (
@@ -18,10 +20,20 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+class IdConverter(IntegerConverter):
+    """A database id in a URL: a positive integer that fits a 64-bit column (else 404)."""
+
+    def __init__(self, url_map: Map) -> None:
+        super().__init__(url_map, min=1, max=2**63 - 1)
+
+
 def init_app(app: Flask) -> None:
+    app.url_map.converters["id"] = IdConverter
+    # /letters/x/ finds /letters/x rather than a 404: links get pasted with a trailing slash.
+    app.url_map.strict_slashes = False
     app.after_request(_security_headers)
     app.jinja_env.globals.update(asset=asset, now=utcnow)
-    app.jinja_env.filters.update(number=_number, datetime=_datetime)
+    app.jinja_env.filters.update(number=_number, datetime=_datetime, closing_day=_closing_day)
 
 
 def _security_headers(response: Response) -> Response:
@@ -50,6 +62,10 @@ def asset(filename: str) -> str:
 
 def _number(value: int) -> str:
     return format_decimal(value)
+
+
+def _closing_day(value: datetime) -> str:
+    return format_date(closing_day(value), "d MMMM yyyy")
 
 
 def _datetime(value: datetime | None, format: str = "d MMMM yyyy") -> str:

@@ -78,20 +78,47 @@ def test_write_preview_publish_edit_close(client, logged_in, mailbox):
 
 def test_letter_form_errors_keep_the_text(client, logged_in):
     data = dict(LETTER_FORM, title="", goal="-3", slug="Not A Slug!", closes_on="yesterday")
+    data["recipient_role"] = "MP\u202e"
     response = client.post("/organiser/letters/new", data=data)
     assert response.status_code == 422
     page = response.get_data(as_text=True)
     assert "Give the letter a title." in page
-    assert "Enter a whole number above 0." in page
+    assert "Enter a whole number from 1 to 100,000,000, without commas." in page
     assert "lower-case letters, digits and single hyphens" in page
     assert "Not a valid date value." in page
     assert "Please stand." in page
+    assert 'value="Not A Slug!"' in page  # exactly as typed
+    assert "U+202E" in page
 
 
-def test_closing_date_must_be_in_the_future(client, logged_in):
+def test_closing_date_must_be_in_the_future_and_within_reason(client, logged_in):
     response = client.post("/organiser/letters/new", data=dict(LETTER_FORM, closes_on="2001-01-01"))
     assert response.status_code == 422
-    assert "closing date must be in the future" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert "closing date must be in the future" in page
+    assert 'id="closes_on-error"' in page  # shown beside the field, not only in the summary
+    for far in ("9999-12-31", "1900-01-01"):
+        response = client.post("/organiser/letters/new", data=dict(LETTER_FORM, closes_on=far))
+        assert response.status_code == 422
+        assert "within five years" in response.get_data(as_text=True)
+
+
+def test_closing_date_survives_editing_unchanged(client, logged_in):
+    created = client.post("/organiser/letters/new", data=dict(LETTER_FORM, closes_on="2030-06-30"))
+    letter_path = created.headers["Location"]
+    for _ in range(2):
+        form = client.get(f"{letter_path}/edit").get_data(as_text=True)
+        assert 'value="2030-06-30"' in form
+        client.post(f"{letter_path}/edit", data=dict(LETTER_FORM, closes_on="2030-06-30"))
+    page = client.get(letter_path).get_data(as_text=True)
+    assert "At the end of 30 June 2030 (UK time)" in page
+    letter = fresh_session().scalar(select(Letter))
+    assert letter.closes_at.isoformat() == "2030-06-30T23:00:00+00:00"  # midnight BST
+
+
+def test_absurd_ids_in_urls_are_not_found(client, logged_in):
+    for path in ("/organiser/letters/99999999999999999999999", "/organiser/letters/0/edit"):
+        assert client.get(path).status_code == 404
 
 
 def test_taken_slug_is_refused_and_titles_get_unique_slugs(client, logged_in, make_letter):

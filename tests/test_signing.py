@@ -187,7 +187,7 @@ def test_form_errors_keep_what_was_typed_and_name_each_field(client, make_letter
     assert response.status_code == 422
     page = response.get_data(as_text=True)
     assert "Please check the form" in page
-    assert "invisible or control characters" in page
+    assert "Remove the invisible control character U+0007 at character 5." in page
     assert "Enter a valid email address" in page
     assert "Enter your postcode." in page
     assert 'value="jane@"' in page
@@ -280,3 +280,18 @@ def test_missing_csrf_token_gets_a_clear_page(app, make_letter):
     response = app.test_client().post(f"/letters/{letter.slug}/sign", data=sign_data())
     assert response.status_code == 400
     assert "This form has expired" in response.get_data(as_text=True)
+
+
+def test_names_in_every_script_are_welcome_but_bidi_tricks_are_not(client, make_letter):
+    letter = make_letter()
+    wales = "🏴" + "".join(chr(0xE0000 + ord(c)) for c in "gbwls") + "\U000e007f"
+    names = ["محمد\u200cرضا", "ශ්\u200dරී", f"Siân {wales}"]
+    for number, name in enumerate(names):
+        data = sign_data(name=name, email=f"person{number}@example.org")
+        response = client.post(f"/letters/{letter.slug}/sign", data=data)
+        assert response.status_code == 303, name
+    stored = fresh_session().scalars(select(Signature.name).order_by(Signature.id)).all()
+    assert stored == names
+    refused = client.post(f"/letters/{letter.slug}/sign", data=sign_data(name="Eve\u202eevE"))
+    assert refused.status_code == 422
+    assert "U+202E at character 4" in refused.get_data(as_text=True)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, datetime, timedelta
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -11,30 +10,42 @@ from wtforms import (
     BooleanField,
     DateField,
     EmailField,
-    IntegerField,
     PasswordField,
     StringField,
     TextAreaField,
+    ValidationError,
 )
-from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp
+from wtforms.validators import DataRequired, Length, Optional, Regexp
 
-from petition.forms.validators import email_address, multi_line, single_line, strip
+from petition.dates import LOCAL_TIME, closing_day, end_of_day
+from petition.forms.validators import email_address, multi_line, single_line, strip, whole_number
 from petition.models import Letter
-from petition.services.letters import SLUG_MAX, LetterInput
+from petition.services.letters import GOAL_MAX, SLUG_MAX, LetterInput
 
-LOCAL_TIME = ZoneInfo("Europe/London")
+
+def within_five_years(form: object, field: DateField) -> None:
+    """Catch mistyped years early (the letters service checks the full rule)."""
+    latest = datetime.now(LOCAL_TIME).date() + timedelta(days=5 * 366)
+    if field.data and not date(2000, 1, 1) <= field.data <= latest:
+        raise ValidationError(_l("The closing date must be within five years."))
 
 
 class LoginForm(FlaskForm):
     email = EmailField(
         _l("Email address"),
         filters=[strip],
-        validators=[DataRequired(_l("Enter your email address.")), Length(max=254)],
+        validators=[
+            DataRequired(_l("Enter your email address.")),
+            Length(max=254, message=_l("An email address is at most 254 characters.")),
+        ],
         render_kw={"autocomplete": "username"},
     )
     password = PasswordField(
         _l("Password"),
-        validators=[DataRequired(_l("Enter your password.")), Length(max=256)],
+        validators=[
+            DataRequired(_l("Enter your password.")),
+            Length(max=256, message=_l("Passwords here are at most 256 characters.")),
+        ],
         render_kw={"autocomplete": "current-password"},
     )
 
@@ -78,10 +89,14 @@ class LetterForm(FlaskForm):
     )
     slug = StringField(
         _l("Web address (optional)"),
-        filters=[lambda v: v.strip().lower() if isinstance(v, str) else v],
+        filters=[strip],
         validators=[
             Optional(),
-            Length(min=3, max=SLUG_MAX),
+            Length(
+                min=3,
+                max=SLUG_MAX,
+                message=_l("Use 3 to %(max)s characters.", max=SLUG_MAX),
+            ),
             Regexp(
                 r"^[a-z0-9]+(?:-[a-z0-9]+)*$",
                 message=_l("Use lower-case letters, digits and single hyphens only."),
@@ -92,17 +107,15 @@ class LetterForm(FlaskForm):
             "it is made from the title."
         ),
     )
-    goal = IntegerField(
+    goal = StringField(
         _l("Signature goal (optional)"),
-        validators=[
-            Optional(),
-            NumberRange(min=1, max=100_000_000, message=_l("Enter a whole number above 0.")),
-        ],
-        render_kw={"inputmode": "numeric", "min": 1},
+        filters=[strip],
+        validators=[whole_number(1, GOAL_MAX)],
+        render_kw={"inputmode": "numeric", "pattern": "[0-9]*"},
     )
     closes_on = DateField(
         _l("Closing date (optional)"),
-        validators=[Optional()],
+        validators=[Optional(), within_five_years],
         description=_l("Signatures are accepted until the end of this day (UK time)."),
     )
     ask_postcode = BooleanField(_l("Ask signers for their postcode"))
@@ -111,7 +124,7 @@ class LetterForm(FlaskForm):
 
     @classmethod
     def from_letter(cls, letter: Letter) -> LetterForm:
-        closes_on = letter.closes_at.astimezone(LOCAL_TIME).date() if letter.closes_at else None
+        closes_on = closing_day(letter.closes_at) if letter.closes_at else None
         return cls(
             data={
                 "title": letter.title,
@@ -120,7 +133,7 @@ class LetterForm(FlaskForm):
                 "recipient_email": letter.recipient_email,
                 "body": letter.body_markdown,
                 "slug": letter.slug,
-                "goal": letter.goal,
+                "goal": str(letter.goal) if letter.goal else "",
                 "closes_on": closes_on,
                 "ask_postcode": letter.ask_postcode,
                 "ask_organisation": letter.ask_organisation,
@@ -138,14 +151,9 @@ class LetterForm(FlaskForm):
             else None,
             body_markdown=self.body.data,
             slug=self.slug.data or None,
-            goal=self.goal.data,
+            goal=self.goal.number,
             closes_at=end_of_day(self.closes_on.data) if self.closes_on.data else None,
             ask_postcode=bool(self.ask_postcode.data),
             ask_organisation=bool(self.ask_organisation.data),
             ask_comment=bool(self.ask_comment.data),
         )
-
-
-def end_of_day(day: date) -> datetime:
-    """Midnight at the end of `day`, UK time: a letter "closing on the 5th" takes the 5th."""
-    return datetime.combine(day + timedelta(days=1), time(0, 0), tzinfo=LOCAL_TIME)

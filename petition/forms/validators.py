@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
-import unicodedata
-
 from flask_babel import lazy_gettext as _l
 from wtforms import Field, Form, ValidationError
 
-from petition import emails
-
-_ALLOWED_CONTROLS = {"\n", "\r", "\t"}
+from petition import emails, text
 
 
 def single_line(form: Form, field: Field) -> None:
-    """Reject control characters (including line breaks) in one-line fields."""
-    if field.data and any(unicodedata.category(c) in ("Cc", "Cf") for c in field.data):
-        raise ValidationError(_l("Please remove the invisible or control characters."))
+    """Refuse control characters and line breaks, naming the first one found."""
+    if field.data and (message := text.problem(field.data)):
+        raise ValidationError(message)
 
 
 def multi_line(form: Form, field: Field) -> None:
     """Like single_line, but line breaks and tabs are fine in longer text."""
-    if field.data and any(
-        unicodedata.category(c) in ("Cc", "Cf") and c not in _ALLOWED_CONTROLS for c in field.data
-    ):
-        raise ValidationError(_l("Please remove the invisible or control characters."))
+    if field.data and (message := text.problem(field.data, multiline=True)):
+        raise ValidationError(message)
 
 
 def email_address(form: Form, field: Field) -> None:
     """Validate with email-validator and keep the parsed address on the field."""
-    if not field.data:
-        return
+    if not field.data or len(field.data) > 254:
+        return  # the Length validator has already said it is too long
     try:
         field.address = emails.parse(field.data)
     except emails.InvalidEmail as error:
@@ -40,3 +34,23 @@ def email_address(form: Form, field: Field) -> None:
 
 def strip(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) else value
+
+
+def whole_number(minimum: int, maximum: int):
+    """Parse a whole number in a text field, with one clear message for every way it can fail."""
+    message = _l(
+        "Enter a whole number from %(low)s to %(high)s, without commas.",
+        low=f"{minimum:,}",
+        high=f"{maximum:,}",
+    )
+
+    def check(form: Form, field: Field) -> None:
+        raw = (field.data or "").strip()
+        if not raw:
+            field.number = None
+            return
+        if not (raw.isascii() and raw.isdigit()) or not minimum <= int(raw) <= maximum:
+            raise ValidationError(message)
+        field.number = int(raw)
+
+    return check

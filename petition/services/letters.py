@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from petition import markup
+from petition import emails, markup, text
 from petition.db import utcnow
 from petition.errors import InvalidInput, LetterNotEditable, LetterNotFound, NotFound, SlugTaken
 from petition.models import Letter, LetterStatus, Organiser
@@ -53,10 +53,11 @@ def check_slug(slug: str) -> str:
     if not 3 <= len(slug) <= SLUG_MAX or not SLUG_PATTERN.match(slug):
         raise InvalidInput(
             f"The web address must be 3 to {SLUG_MAX} lower-case letters, digits and single "
-            "hyphens, such as stand-for-leader."
+            "hyphens, such as stand-for-leader.",
+            field="slug",
         )
     if slug in RESERVED_SLUGS:
-        raise InvalidInput(f"“{slug}” is reserved; choose another web address.")
+        raise InvalidInput(f"“{slug}” is reserved; choose another web address.", field="slug")
     return slug
 
 
@@ -74,9 +75,48 @@ def _unique_slug(session: Session, base: str) -> str:
     return f"{base}-{suffix}"
 
 
-def _check_dates(data: LetterInput, now: datetime) -> None:
-    if data.closes_at is not None and data.closes_at <= now:
-        raise InvalidInput("The closing date must be in the future.")
+TITLE_MAX = 200
+NAME_MAX = 200
+BODY_MAX = 20_000
+GOAL_MAX = 100_000_000
+LONGEST_CAMPAIGN = timedelta(days=5 * 366)
+
+
+def validate(data: LetterInput, now: datetime) -> None:
+    """The rules every letter meets, whether it comes from the web form, the CLI or the API."""
+    required = (
+        ("title", data.title, TITLE_MAX, "Give the letter a title."),
+        ("recipient_name", data.recipient_name, NAME_MAX, "Say who the letter is to."),
+    )
+    for field, value, limit, missing in required:
+        if not value.strip():
+            raise InvalidInput(missing, field=field)
+        _check_text(field, value, limit)
+    _check_text("recipient_role", data.recipient_role, NAME_MAX)
+    if not data.body_markdown.strip():
+        raise InvalidInput("Write the letter.", field="body")
+    _check_text("body", data.body_markdown, BODY_MAX, multiline=True)
+    if data.recipient_email:
+        try:
+            emails.parse(data.recipient_email)
+        except emails.InvalidEmail as error:
+            raise InvalidInput(
+                f"The recipient's email is not valid: {error}", field="recipient_email"
+            ) from None
+    if data.goal is not None and not 1 <= data.goal <= GOAL_MAX:
+        raise InvalidInput(f"The goal must be from 1 to {GOAL_MAX:,}.", field="goal")
+    if data.closes_at is not None:
+        if data.closes_at <= now:
+            raise InvalidInput("The closing date must be in the future.", field="closes_on")
+        if data.closes_at > now + LONGEST_CAMPAIGN:
+            raise InvalidInput("The closing date must be within five years.", field="closes_on")
+
+
+def _check_text(field: str, value: str, limit: int, *, multiline: bool = False) -> None:
+    if len(value) > limit:
+        raise InvalidInput(f"Keep this under {limit:,} characters.", field=field)
+    if message := text.problem(value, multiline=multiline):
+        raise InvalidInput(message, field=field)
 
 
 def create(
@@ -89,11 +129,11 @@ def create(
 ) -> Letter:
     """Save a new letter as a draft (or publish it at once) under a unique slug."""
     now = now or utcnow()
-    _check_dates(data, now)
+    validate(data, now)
     if data.slug:
         slug = check_slug(data.slug)
         if session.scalar(select(Letter.id).where(Letter.slug == slug)) is not None:
-            raise SlugTaken()
+            raise SlugTaken(field="slug")
     else:
         slug = _unique_slug(session, slugify(data.title))
     letter = Letter(slug=slug, organiser_id=organiser.id if organiser else None, created_at=now)
@@ -111,13 +151,15 @@ def update(
     """Edit a draft or open letter; the slug is fixed once the letter is public."""
     now = now or utcnow()
     ensure_editable(letter)
-    _check_dates(data, now)
+    validate(data, now)
     if data.slug and data.slug != letter.slug:
         if letter.status is not LetterStatus.DRAFT:
-            raise InvalidInput("The web address cannot change once the letter is published.")
+            raise InvalidInput(
+                "The web address cannot change once the letter is published.", field="slug"
+            )
         slug = check_slug(data.slug)
         if session.scalar(select(Letter.id).where(Letter.slug == slug)) is not None:
-            raise SlugTaken()
+            raise SlugTaken(field="slug")
         letter.slug = slug
     _apply(letter, data, now)
     session.flush()

@@ -1,10 +1,12 @@
 """Blueprints: parse input, call a service, render. No domain rules here."""
 
 from flask import Response, current_app, stream_with_context
+from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
 
 from petition import db
 from petition.db import utcnow
+from petition.errors import DomainError
 from petition.models import Letter
 from petition.services import exports
 from petition.services.counts import CountCache
@@ -32,3 +34,12 @@ def csv_response(letter: Letter) -> Response:
             "Cache-Control": "private, no-store",
         },
     )
+
+
+def show_on_form(form: FlaskForm, error: DomainError) -> None:
+    """Put a service's refusal beside the field it is about (or above the form)."""
+    field = form._fields.get(error.field) if error.field else None
+    if field is not None:
+        field.errors = [*field.errors, error.text]
+    else:
+        form.form_errors.append(error.text)

@@ -12,7 +12,7 @@ from petition.errors import DomainError
 from petition.forms.organiser import LetterForm, LoginForm
 from petition.limits import LOGIN_LIMIT, limiter
 from petition.services import counts, deliveries, letters, organisers
-from petition.views import csv_response
+from petition.views import csv_response, show_on_form
 
 bp = Blueprint("organiser", __name__, url_prefix="/organiser")
 
@@ -65,7 +65,7 @@ def new_letter():
             with transaction() as session:
                 letter = letters.create(session, form.to_input(), current_user)
         except DomainError as error:
-            form.form_errors.append(error.detail or str(error.message))
+            show_on_form(form, error)
         else:
             flash(_("Draft saved. Preview it, then publish when you are ready."))
             return redirect(url_for("organiser.show_letter", letter_id=letter.id), 303)
@@ -73,7 +73,7 @@ def new_letter():
     return render_template("organiser/letter_form.html", form=form, letter=None), status
 
 
-@bp.get("/letters/<int:letter_id>")
+@bp.get("/letters/<id:letter_id>")
 @login_required
 def show_letter(letter_id: int):
     session = get_session()
@@ -88,7 +88,7 @@ def show_letter(letter_id: int):
     )
 
 
-@bp.route("/letters/<int:letter_id>/edit", methods=["GET", "POST"])
+@bp.route("/letters/<id:letter_id>/edit", methods=["GET", "POST"])
 @login_required
 def edit_letter(letter_id: int):
     letter = letters.get_for_organiser(get_session(), current_user, letter_id)
@@ -99,7 +99,7 @@ def edit_letter(letter_id: int):
             with transaction() as session:
                 letters.update(session, letter, form.to_input())
         except DomainError as error:
-            form.form_errors.append(error.detail or str(error.message))
+            show_on_form(form, error)
         else:
             flash(_("Changes saved."))
             return redirect(url_for("organiser.show_letter", letter_id=letter.id), 303)
@@ -107,7 +107,7 @@ def edit_letter(letter_id: int):
     return render_template("organiser/letter_form.html", form=form, letter=letter), status
 
 
-@bp.get("/letters/<int:letter_id>/preview")
+@bp.get("/letters/<id:letter_id>/preview")
 @login_required
 def preview_letter(letter_id: int):
     session = get_session()
@@ -122,7 +122,7 @@ def preview_letter(letter_id: int):
     )
 
 
-@bp.post("/letters/<int:letter_id>/publish")
+@bp.post("/letters/<id:letter_id>/publish")
 @login_required
 def publish_letter(letter_id: int):
     with transaction() as session:
@@ -132,7 +132,7 @@ def publish_letter(letter_id: int):
     return redirect(url_for("organiser.show_letter", letter_id=letter_id), 303)
 
 
-@bp.post("/letters/<int:letter_id>/close")
+@bp.post("/letters/<id:letter_id>/close")
 @login_required
 def close_letter(letter_id: int):
     with transaction() as session:
@@ -142,14 +142,14 @@ def close_letter(letter_id: int):
     return redirect(url_for("organiser.show_letter", letter_id=letter_id), 303)
 
 
-@bp.get("/letters/<int:letter_id>/signatories.csv")
+@bp.get("/letters/<id:letter_id>/signatories.csv")
 @login_required
 def export_letter(letter_id: int):
     letter = letters.get_for_organiser(get_session(), current_user, letter_id)
     return csv_response(letter)
 
 
-@bp.post("/letters/<int:letter_id>/deliveries")
+@bp.post("/letters/<id:letter_id>/deliveries")
 @login_required
 def create_delivery(letter_id: int):
     with transaction() as session:
@@ -160,7 +160,7 @@ def create_delivery(letter_id: int):
     )
 
 
-@bp.post("/letters/<int:letter_id>/deliveries/<int:delivery_id>/revoke")
+@bp.post("/letters/<id:letter_id>/deliveries/<id:delivery_id>/revoke")
 @login_required
 def revoke_delivery(letter_id: int, delivery_id: int):
     with transaction() as session:

@@ -1,0 +1,18 @@
+"""Closing dates: organisers pick a day; the letter closes when that day ends, UK time."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+LOCAL_TIME = ZoneInfo("Europe/London")
+
+
+def end_of_day(day: date) -> datetime:
+    """Midnight at the end of `day`, UK time: a letter "closing on the 5th" takes the 5th."""
+    return datetime.combine(day + timedelta(days=1), time(0, 0), tzinfo=LOCAL_TIME)
+
+
+def closing_day(closes_at: datetime) -> date:
+    """The day an organiser picked: the inverse of end_of_day()."""
+    return (closes_at.astimezone(LOCAL_TIME) - timedelta(microseconds=1)).date()

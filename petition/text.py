@@ -1,0 +1,27 @@
+"""Rules for text people type: which characters we refuse, named so they can find them."""
+
+from __future__ import annotations
+
+import unicodedata
+
+# Bidirectional overrides and isolates can make text display in a different order than it is
+# stored (names that read differently on screen and in the CSV). Other invisible formatting
+# characters (zero-width joiners in Persian or Sinhala, emoji sequences, soft hyphens) are
+# ordinary parts of text and are kept.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_LINE_BREAKS = frozenset("\n\r\u2028\u2029\x85")
+_MULTILINE_ALLOWED = frozenset("\n\r\t")
+
+
+def problem(text: str, *, multiline: bool = False) -> str | None:
+    """Say what is wrong with a character in `text`, or None if every character is fine."""
+    for position, char in enumerate(text, start=1):
+        if multiline and char in _MULTILINE_ALLOWED:
+            continue
+        if not multiline and char in _LINE_BREAKS:
+            return "Keep this on one line (it contains a line break)."
+        if unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS:
+            return (
+                f"Remove the invisible control character U+{ord(char):04X} at character {position}."
+            )
+    return None
