@@ -7,9 +7,11 @@ import sys
 import threading
 from pathlib import Path
 
+import alembic.util
 import click
 from flask import current_app
-from flask.cli import FlaskGroup
+from flask.cli import FlaskGroup, NoAppException
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from petition import create_app, links, migrate
 from petition.config import ConfigError
@@ -23,24 +25,56 @@ def _create_app():
     try:
         return create_app()
     except ConfigError as error:
-        raise click.ClickException(str(error)) from None
+        raise NoAppException(str(error)) from None
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False)
+class PetitionGroup(FlaskGroup):
+    """Flask's CLI group, answering errors in a sentence rather than a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        # Only our own commands: listing them (and --help) needs no configuration.
+        return click.Group.list_commands(self, ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return click.Group.get_command(self, ctx, name)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DomainError as error:
+            raise click.ClickException(error.text) from None
+        except (OperationalError, ProgrammingError) as error:
+            raise click.ClickException(_database_problem(error)) from None
+        except alembic.util.CommandError as error:
+            raise click.ClickException(f"Migration failed: {error}") from None
+
+
+def _database_problem(error: DBAPIError) -> str:
+    detail = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+    if "no such table" in detail or "does not exist" in detail:
+        return f"The database has no tables yet ({detail}). Run: petition db upgrade"
+    # The URL itself is not repeated: it may hold a password.
+    return (
+        f"Cannot use the database: {detail}. "
+        "Check PETITION_DATABASE_URL and that the database server is running."
+    )
+
+
+@click.group(cls=PetitionGroup, create_app=_create_app, add_default_commands=False)
 def cli() -> None:
-    """Open letters: run the site, manage letters, organisers and mail."""
+    """Open letters: run the site, manage letters, organisers and mail.
+
+    Every command except `demo` reads its settings from PETITION_* environment variables
+    (PETITION_SECRET_KEY and PETITION_DATABASE_URL at least; see docs/operators.md).
+    """
 
 
 def main() -> None:
-    try:
-        cli.main(prog_name="petition")
-    except DomainError as error:
-        click.echo(f"Error: {error.detail or error.message}", err=True)
-        sys.exit(1)
+    cli.main(prog_name="petition")
 
 
 def _fail(error: DomainError) -> click.ClickException:
-    return click.ClickException(str(error.detail or error.message))
+    return click.ClickException(error.text)
 
 
 # -- database ------------------------------------------------------------------------------------
@@ -55,8 +89,14 @@ def db() -> None:
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Migrate the database up to REVISION (default: the newest)."""
-    migrate.upgrade(current_app.config["DATABASE_URL"], revision)
-    click.echo(f"Database is at {revision}.")
+    url = current_app.config["DATABASE_URL"]
+    before = migrate.current_revision(url)
+    migrate.upgrade(url, revision)
+    after = migrate.current_revision(url)
+    if before == after:
+        click.echo(f"The database is already at {after}: nothing to do.")
+    else:
+        click.echo(f"Upgraded the database from {before or 'empty'} to {after}.")
 
 
 @db.command("downgrade")
@@ -192,6 +232,28 @@ def letters_create(
     except DomainError as error:
         raise _fail(error) from None
     click.echo(links.letter(letter.slug))
+    if not publish:
+        click.echo(
+            f"Saved as a draft; publish it with: petition letters publish {letter.slug}", err=True
+        )
+
+
+@letters_cli.command("publish")
+@click.argument("slug")
+def letters_publish(slug: str) -> None:
+    """Open the draft SLUG for signatures and print its URL."""
+    with transaction() as session:
+        letters.publish(session, letters.get_by_slug(session, slug))
+    click.echo(links.letter(slug))
+
+
+@letters_cli.command("close")
+@click.argument("slug")
+def letters_close(slug: str) -> None:
+    """Stop collecting signatures for SLUG (it stays online with its final count)."""
+    with transaction() as session:
+        letters.close(session, letters.get_by_slug(session, slug))
+    click.echo(f"Closed {slug}.")
 
 
 @letters_cli.command("list")
@@ -230,6 +292,9 @@ def letters_recount(slug: str | None) -> None:
             )
         else:
             click.echo(f"{result.slug}: {result.actual} (correct)")
+    if any(result.difference for result in results):
+        # Drift means a bug or a manual edit somewhere: let cron and monitoring notice.
+        click.get_current_context().exit(1)
 
 
 @letters_cli.command("export")
@@ -249,11 +314,13 @@ def letters_export(slug: str, output: Path | None) -> None:
             sys.stdout.write(chunk)
         return
     partial = output.with_name(output.name + ".partial")
-    with partial.open("w", encoding="utf-8", newline="") as handle:
-        for chunk in chunks:
-            handle.write(chunk)
-    partial.replace(output)
-    click.echo(f"Wrote {output}", err=True)
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as handle:
+            rows = sum(handle.write(chunk) and chunk.count("\n") for chunk in chunks) - 1
+        partial.replace(output)
+    except OSError as error:
+        raise click.ClickException(f"Cannot write {output}: {error.strerror}.") from None
+    click.echo(f"Wrote {rows} signatories to {output}", err=True)
 
 
 # -- mail ----------------------------------------------------------------------------------------

@@ -129,6 +129,10 @@ def _check(app: Flask) -> None:
                 "For a local trial set PETITION_ENV=development instead."
             )
         config["SECRET_KEY"] = secrets.token_urlsafe(48)
+    elif config["ENV"] == "production" and not app.testing and len(config["SECRET_KEY"]) < 32:
+        raise ConfigError(
+            "PETITION_SECRET_KEY is too short to be safe: use at least 32 random characters."
+        )
     if config["MAIL_BACKEND"] not in MAIL_BACKENDS:
         raise ConfigError(
             f"PETITION_MAIL_BACKEND must be one of {', '.join(MAIL_BACKENDS)}, "

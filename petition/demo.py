@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+from pathlib import Path
 
 import click
+from flask import Flask
 from sqlalchemy import select
 from werkzeug.serving import run_simple
 
@@ -42,6 +44,9 @@ The undersigned members
 def run(host: str, port: int) -> None:
     settings = {
         "ENV": "development",
+        # Its own file, whatever PETITION_DATABASE_URL says: the demo resets an organiser's
+        # password and adds a letter, which must never happen to a real database.
+        "DATABASE_URL": f"sqlite:///{Path(Flask('petition').instance_path) / 'demo.sqlite3'}",
         "BASE_URL": f"http://{host}:{port}",
         "SESSION_COOKIE_SECURE": False,
         "REMEMBER_COOKIE_SECURE": False,

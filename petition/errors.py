@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask, Response, jsonify, render_template, request
 from flask_babel import lazy_gettext as _l
+from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -101,8 +102,10 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(PoolTimeout, _database_down)
 
 
-def _render(status: int, title: str, message: str) -> tuple[Response | str, int, dict[str, str]]:
-    headers = {"Cache-Control": "no-store"}
+def _render(
+    status: int, title: str, message: str, extra_headers: dict[str, str] | None = None
+) -> tuple[Response | str, int, dict[str, str]]:
+    headers = {"Cache-Control": "no-store", **(extra_headers or {})}
     if status == 503:
         headers["Retry-After"] = "30"
     if request.path.startswith("/api/"):
@@ -143,7 +146,11 @@ _HTTP_WORDS = {
 def _http_error(error: HTTPException):
     status = error.code or 500
     title, message = _HTTP_WORDS.get(status, (error.name, error.description or ""))
-    return _render(status, str(title), str(message))
+    # Keep what the exception says about itself (Allow on 405, Retry-After on 429).
+    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+    if isinstance(error, RateLimitExceeded):
+        headers["Retry-After"] = str(error.limit.limit.get_expiry())  # the limit's window
+    return _render(status, str(title), str(message), headers)
 
 
 def _database_down(error: Exception):

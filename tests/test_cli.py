@@ -57,7 +57,8 @@ def test_create_list_export_and_recount_letters(app, client, mailbox, tmp_path):
     assert created.output.strip() == "http://localhost/letters/stand-now"
     draft = run(app, "letters", "create", "--title", "Later", "--recipient-name", "Alex",
                 "--body-file", str(body), "--slug", "later-on")  # fmt: skip
-    assert draft.output.strip() == "http://localhost/letters/later-on"
+    assert draft.stdout.strip() == "http://localhost/letters/later-on"
+    assert "petition letters publish later-on" in draft.stderr
 
     letter = fresh_session().scalar(select(Letter).where(Letter.slug == "stand-now"))
     sign_and_confirm(client, mailbox, letter, email="a@example.org")
@@ -85,6 +86,7 @@ def test_create_list_export_and_recount_letters(app, client, mailbox, tmp_path):
         session.execute(update(Letter).where(Letter.slug == "stand-now").values(signature_count=7))
     drift = run(app, "letters", "recount", "stand-now")
     assert drift.output.strip() == "stand-now: stored 7, actual 2 (repaired, -5)"
+    assert drift.exit_code == 1  # so that cron notices
     assert run(app, "letters", "recount", "stand-now").output.strip() == "stand-now: 2 (correct)"
 
 
@@ -138,11 +140,47 @@ def test_mail_commands_report_and_retry(app, client, make_letter, mailbox):
 def test_the_console_script_runs_migrations_and_refuses_a_missing_secret(tmp_path):
     env = {"PATH": "", "PETITION_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
     script = [sys.executable, "-m", "petition.cli"]
-    refused = subprocess.run([*script, "db", "upgrade"], env=env, capture_output=True, text=True)
-    assert refused.returncode == 1
+
+    def petition(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*script, *args], env=env, capture_output=True, text=True)
+
+    refused = petition("db", "upgrade")
+    assert refused.returncode == 2
     assert "PETITION_SECRET_KEY is not set" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    helped = petition("--help")
+    assert helped.returncode == 0
+    assert "letters" in helped.stdout and helped.stderr == ""
+    env["PETITION_SECRET_KEY"] = "short"
+    assert "too short" in petition("db", "upgrade").stderr
     env["PETITION_SECRET_KEY"] = "s" * 40
-    upgraded = subprocess.run([*script, "db", "upgrade"], env=env, capture_output=True, text=True)
+    no_tables = petition("letters", "list")
+    assert no_tables.returncode == 1
+    assert "Run: petition db upgrade" in no_tables.stderr
+    assert "Traceback" not in no_tables.stderr
+    upgraded = petition("db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    listed = subprocess.run([*script, "letters", "list"], env=env, capture_output=True, text=True)
-    assert "No letters yet" in listed.stdout
+    assert upgraded.stdout.startswith("Upgraded the database from empty to ")
+    assert "already at" in petition("db", "upgrade").stdout
+    assert "Migration failed" in petition("db", "upgrade", "nonsense").stderr
+    assert "No letters yet" in petition("letters", "list").stdout
+    env["PETITION_DATABASE_URL"] = "postgresql+psycopg://nobody@127.0.0.1:1/none"
+    unreachable = petition("letters", "list")
+    assert unreachable.returncode == 1
+    assert "Cannot use the database" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr
+
+
+def test_publish_and_close_from_the_command_line(app, make_letter, tmp_path):
+    draft = make_letter(status="draft", slug="later-on")
+    assert run(app, "letters", "publish", draft.slug).output.strip() == (
+        "http://localhost/letters/later-on"
+    )
+    again = run(app, "letters", "publish", draft.slug)
+    assert again.exit_code == 1
+    assert "Only a draft can be published." in again.output
+    assert run(app, "letters", "close", draft.slug).output.strip() == "Closed later-on."
+    assert run(app, "letters", "close", "nope").exit_code == 1
+    failed = run(app, "letters", "export", draft.slug, "-o", str(tmp_path / "no" / "x.csv"))
+    assert failed.exit_code == 1
+    assert "Cannot write" in failed.output and "No such file or directory" in failed.output

@@ -177,8 +177,11 @@ def test_delivery_link_lets_the_office_download_until_revoked(
 ):
     letter = make_letter(organiser=logged_in)
     sign_and_confirm(client, mailbox, letter)
-    page = client.post(f"/organiser/letters/{letter.id}/deliveries").get_data(as_text=True)
+    created = client.post(f"/organiser/letters/{letter.id}/deliveries")
+    assert created.status_code == 303  # a reload of the next page makes no second link
+    page = client.get(created.headers["Location"]).get_data(as_text=True)
     url = page.split('value="http://localhost', 1)[1].split('"', 1)[0]
+    assert "http://localhost" + url not in client.get(created.headers["Location"]).get_data(True)
     office = app.test_client()
     shown = office.get(url)
     assert shown.status_code == 200
@@ -205,4 +208,6 @@ def test_repeated_wrong_passwords_are_slowed_down(client, make_organiser):
         for _ in range(11)
     ]
     assert statuses == [401] * 10 + [429]
-    assert "Too many attempts" in client.post("/organiser/login", data={}).get_data(True)
+    limited = client.post("/organiser/login", data={})
+    assert "Too many attempts" in limited.get_data(True)
+    assert int(limited.headers["Retry-After"]) > 0

@@ -295,3 +295,23 @@ def test_names_in_every_script_are_welcome_but_bidi_tricks_are_not(client, make_
     refused = client.post(f"/letters/{letter.slug}/sign", data=sign_data(name="Eve\u202eevE"))
     assert refused.status_code == 422
     assert "U+202E at character 4" in refused.get_data(as_text=True)
+
+
+def test_stray_urls_lead_somewhere_useful(client, make_letter):
+    letter = make_letter()
+    reloaded = client.get(f"/letters/{letter.slug}/sign")
+    assert reloaded.status_code == 303
+    assert reloaded.headers["Location"] == f"/letters/{letter.slug}"
+    assert client.get(f"/letters/{letter.slug}/").status_code == 200
+    wrong_method = client.delete(f"/letters/{letter.slug}")
+    assert wrong_method.status_code == 405
+    assert "GET" in wrong_method.headers["Allow"]
+
+
+def test_postcodes_are_letters_digits_and_spaces(client, make_letter):
+    letter = make_letter(ask_postcode=True)
+    refused = client.post(f"/letters/{letter.slug}/sign", data=sign_data(postcode="!!!"))
+    assert refused.status_code == 422
+    assert "only letters, digits and spaces" in refused.get_data(as_text=True)
+    accepted = client.post(f"/letters/{letter.slug}/sign", data=sign_data(postcode="10115"))
+    assert accepted.status_code == 303

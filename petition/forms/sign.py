@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from petition.forms.validators import email_address, multi_line, single_line, strip
 from petition.models import Letter
@@ -46,7 +46,10 @@ class SignForm(FlaskForm):
         validators=[
             DataRequired(_l("Enter your postcode.")),
             Length(max=10, message=_l("A postcode is at most 10 characters.")),
-            single_line,
+            Regexp(
+                r"^[A-Za-z0-9][A-Za-z0-9 -]*$",
+                message=_l("A postcode has only letters, digits and spaces, like LS1 4AP."),
+            ),
         ],
         render_kw={"autocomplete": "postal-code", "maxlength": 10},
     )

@@ -38,7 +38,7 @@ def queue(
     message = Message(
         kind=kind,
         to_address=to_address,
-        subject=subject,
+        subject=" ".join(subject.split())[:250],  # one line: a header must not break
         body_text=body,
         signature_id=signature_id,
         next_attempt_at=utcnow(),

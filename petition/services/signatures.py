@@ -215,8 +215,9 @@ def find_by_manage_token(session: Session, raw: str) -> Signature:
         raise InvalidToken(
             str(
                 _(
-                    "This link is not valid any more. If you already withdrew your signature, "
-                    "there is nothing more to do: your details have been deleted."
+                    "This link is not valid any more. If you withdrew your signature, your "
+                    "details have been deleted and there is nothing more to do. If you signed "
+                    "again since, we emailed you a new link: use the newest email from us."
                 )
             )
         )

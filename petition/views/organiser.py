@@ -155,9 +155,9 @@ def create_delivery(letter_id: int):
     with transaction() as session:
         letter = letters.get_for_organiser(session, current_user, letter_id)
         token = deliveries.create(session, letter, current_app.config["DELIVERY_LINK_DAYS"])
-    return render_template(
-        "organiser/delivery_created.html", letter=letter, url=links.delivery(token)
-    )
+    # Shown once, on the next page (redirecting, so a reload does not make another link).
+    flash(links.delivery(token), "delivery-link")
+    return redirect(url_for("organiser.show_letter", letter_id=letter_id), 303)
 
 
 @bp.post("/letters/<id:letter_id>/deliveries/<id:delivery_id>/revoke")

@@ -55,6 +55,12 @@ def sign(slug: str):
     return redirect(url_for("public.check_inbox", slug=slug), 303)
 
 
+@bp.get("/letters/<slug>/sign")
+def sign_page(slug: str):
+    """Reloading after a form error lands here: send people back to the letter."""
+    return redirect(url_for("public.letter", slug=slug), 303)
+
+
 @bp.get("/letters/<slug>/check-your-inbox")
 def check_inbox(slug: str):
     letter = letters.get_public(get_session(), slug)
