@@ -9,7 +9,7 @@ from flask import Flask
 from flask_babel import Babel
 from flask_wtf import CSRFProtect
 
-from petition import auth, config, db, errors, limits, web
+from petition import auth, cache, config, db, errors, limits, web
 from petition.services.counts import CountCache
 
 _HERE = Path(__file__).resolve().parent
@@ -44,7 +44,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     limits.init_app(app)
     errors.init_app(app)
     web.init_app(app)
-    app.extensions["petition.counts"] = CountCache(app.config["COUNT_CACHE_SECONDS"])
+    app.extensions["petition.cache"] = shared_cache = cache.from_config(app.config["REDIS_URL"])
+    app.extensions["petition.counts"] = CountCache(shared_cache, app.config["COUNT_CACHE_SECONDS"])
     from petition.views import api, deliveries, organiser, public
 
     for blueprint in (public.bp, organiser.bp, deliveries.bp, api.bp):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from petition.cache import ProcessCache
 from petition.db import transaction
 from petition.models import CountEvent, Letter
 from petition.services import counts
@@ -64,7 +65,7 @@ def test_recount_reports_and_repairs_drift(app, client, make_letter, mailbox):
 
 def test_count_cache_serves_a_recent_value_then_refreshes(app, make_letter):
     letter = make_letter()
-    cache = counts.CountCache(seconds=60)
+    cache = counts.CountCache(ProcessCache(), seconds=60)
     session = fresh_session()
     assert cache.get(session, letter.id) == 0
     with transaction() as write:

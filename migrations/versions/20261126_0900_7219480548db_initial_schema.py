@@ -85,12 +85,6 @@ def upgrade() -> None:
         sa.Column("letter_id", sa.Integer(), nullable=False),
         sa.Column("delta", sa.Integer(), nullable=False),
         sa.Column("created_at", petition.db.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["letter_id"],
-            ["letter.id"],
-            name=op.f("fk_count_event_letter_id_letter"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_count_event")),
     )
     with op.batch_alter_table("count_event", schema=None) as batch_op:

@@ -1,0 +1,81 @@
+"""A small shared cache: in this process by default, in Redis when PETITION_REDIS_URL is set.
+
+It holds things that are cheap to lose and costly to recompute on every request (counts, the
+public JSON for a letter, share images), always with a short lifetime.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class Cache(Protocol):
+    def get(self, key: str) -> bytes | None: ...
+    def set(self, key: str, value: bytes, seconds: float) -> None: ...
+    def delete(self, key: str) -> None: ...
+
+
+class ProcessCache:
+    """A dict with expiry times, bounded so that a flood of keys cannot grow it forever."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._items: dict[str, tuple[float, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        item = self._items.get(key)
+        if item is None or item[0] <= time.monotonic():
+            return None
+        return item[1]
+
+    def set(self, key: str, value: bytes, seconds: float) -> None:
+        with self._lock:
+            if len(self._items) >= self.max_entries:
+                now = time.monotonic()
+                self._items = {k: v for k, v in self._items.items() if v[0] > now}
+                if len(self._items) >= self.max_entries:
+                    self._items.clear()
+            self._items[key] = (time.monotonic() + seconds, value)
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+
+class RedisCache:
+    """Shared by every instance; a Redis outage degrades to recomputing, never to an error."""
+
+    def __init__(self, url: str, prefix: str = "petition:cache:") -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self.prefix = prefix
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self.client.get(self.prefix + key)
+        except Exception as error:
+            log.warning("cache read failed: %s", type(error).__name__)
+            return None
+
+    def set(self, key: str, value: bytes, seconds: float) -> None:
+        try:
+            self.client.set(self.prefix + key, value, px=max(int(seconds * 1000), 1))
+        except Exception as error:
+            log.warning("cache write failed: %s", type(error).__name__)
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete(self.prefix + key)
+        except Exception as error:
+            log.warning("cache delete failed: %s", type(error).__name__)
+
+
+def from_config(redis_url: str | None) -> Cache:
+    return RedisCache(redis_url) if redis_url else ProcessCache()

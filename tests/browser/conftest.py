@@ -1,0 +1,199 @@
+"""Browser fixtures: the real app on a local port, driven by Debian's Chromium through Playwright.
+
+Each test gets its own database (the `app` fixture of tests/conftest.py), a werkzeug server for
+that app on 127.0.0.1 and a free port, and a fresh browser context pointed at it. The browser is
+launched once per session. Mail goes through the session's aiosmtpd server; `BASE_URL` is the live
+server's address, so the links in those emails open in the browser.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from axe_playwright_python.sync_playwright import Axe
+from flask import Flask
+from playwright.sync_api import Browser, BrowserContext, Page
+from werkzeug.serving import BaseWSGIServer, make_server
+
+CHROMIUM = Path(os.environ.get("PETITION_TEST_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+NO_CHROMIUM = (
+    f"browser test: no Chromium at {CHROMIUM} (apt-get install chromium, "
+    "or set PETITION_TEST_CHROMIUM to its path)"
+)
+TIMEOUT_MS = 10_000  # fail in seconds, not Playwright's default 30 s
+BLOCKING_IMPACTS = ("serious", "critical")
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test in this folder `browser`, and skip them all when there is no Chromium."""
+    for item in items:
+        if HERE not in item.path.parents:
+            continue
+        item.add_marker(pytest.mark.browser)
+        if not CHROMIUM.exists():
+            item.add_marker(pytest.mark.skip(reason=NO_CHROMIUM))
+
+
+# -- the live server -----------------------------------------------------------------------------
+
+
+class _Deferred:
+    """A WSGI callable to bind the socket before the app exists (the app needs the port)."""
+
+    def __init__(self) -> None:
+        self.app: Flask | None = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        assert self.app is not None, "the live server got a request before its app was set"
+        return self.app(environ, start_response)
+
+
+class LiveServer:
+    """The app served over real HTTP on 127.0.0.1, in a background thread."""
+
+    def __init__(self) -> None:
+        self.wsgi = _Deferred()
+        # Port 0: the kernel picks a free port, bound at once, so no other process can take it.
+        self.server: BaseWSGIServer = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.port}"
+        self.thread: threading.Thread | None = None
+
+    def start(self, app: Flask) -> None:
+        self.wsgi.app = app
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.server.shutdown()
+            self.thread.join(timeout=10)
+        self.server.server_close()
+
+
+@pytest.fixture
+def _live_server_socket() -> Iterator[LiveServer]:
+    server = LiveServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app_config(
+    app_config: dict[str, Any], _live_server_socket: LiveServer
+) -> dict[str, Any]:
+    """The app of tests/conftest.py, with real forms (CSRF on) and links to the live server."""
+    return {
+        **app_config,
+        "BASE_URL": _live_server_socket.url,
+        "WTF_CSRF_ENABLED": True,
+        "COUNT_CACHE_SECONDS": 0,
+    }
+
+
+@pytest.fixture
+def live_server(app: Flask, _live_server_socket: LiveServer) -> LiveServer:
+    _live_server_socket.start(app)
+    return _live_server_socket
+
+
+@pytest.fixture
+def emailed_link(smtp_server: tuple[Controller, Any], live_server: LiveServer):
+    """The full URL of the newest link to `path` (e.g. /verify/) mailed to `address`."""
+    _controller, mailbox = smtp_server
+
+    def find(address: str, path: str) -> str:
+        pattern = re.compile(rf"{re.escape(live_server.url + path)}[A-Za-z0-9_-]+")
+        for message in reversed(mailbox.messages_to(address)):
+            match = pattern.search(mailbox.body(message))
+            if match:
+                return match.group(0)
+        raise AssertionError(f"no {live_server.url}{path}… link mailed to {address}")
+
+    return find
+
+
+# -- the browser (pytest-playwright's fixtures, pointed at Debian's Chromium) --------------------
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(pytestconfig: pytest.Config) -> dict[str, Any]:
+    if not CHROMIUM.exists():
+        pytest.skip(NO_CHROMIUM)
+    return {
+        "executable_path": str(CHROMIUM),
+        "headless": not pytestconfig.getoption("--headed"),
+        "args": CHROMIUM_ARGS,
+    }
+
+
+@pytest.fixture
+def context(new_context: Callable[..., BrowserContext], live_server: LiveServer) -> BrowserContext:
+    """A fresh browser (no cookies) whose relative URLs go to this test's live server."""
+    browser_context = new_context(base_url=live_server.url, locale="en-GB")
+    browser_context.set_default_timeout(TIMEOUT_MS)
+    return browser_context
+
+
+@pytest.fixture
+def page(context: BrowserContext, browser: Browser) -> Page:
+    return context.new_page()
+
+
+# -- accessibility -------------------------------------------------------------------------------
+
+
+_AXE = Axe()
+
+
+def axe_violations(page: Page) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations on the page as it is now (offline copy)."""
+    results = _AXE.run(page)
+    return [v for v in results.response["violations"] if v["impact"] in BLOCKING_IMPACTS]
+
+
+def describe_violations(violations: list[dict[str, Any]]) -> str:
+    lines = []
+    for violation in violations:
+        lines.append(f"- {violation['id']} ({violation['impact']}): {violation['help']}")
+        lines.append(f"  {violation['helpUrl']}")
+        for node in violation["nodes"]:
+            target = " ".join(str(part) for part in node["target"])
+            lines.append(f"    at {target}")
+            summary = (node.get("failureSummary") or "").strip().replace("\n", " ")
+            if summary:
+                lines.append(f"       {summary}")
+    return "\n".join(lines)
+
+
+@pytest.fixture
+def assert_accessible() -> Callable[[Page], None]:
+    """Fail with a readable list if axe-core finds a serious or critical violation."""
+
+    def check(page: Page) -> None:
+        violations = axe_violations(page)
+        if violations:
+            pytest.fail(
+                f"{len(violations)} serious/critical accessibility violation(s) on "
+                f"{page.url}:\n{describe_violations(violations)}",
+                pytrace=False,
+            )
+
+    return check
