@@ -25,3 +25,12 @@ def delivery(token: str) -> str:
 
 def login() -> str:
     return _absolute("/organiser/login")
+
+
+def share_image(slug: str, count: int) -> str:
+    # The count in the URL makes link previews fetch a fresh picture as the letter grows.
+    return _absolute(f"/letters/{slug}/share.png?n={count}")
+
+
+def embed(slug: str) -> str:
+    return _absolute(f"/letters/{slug}/embed")

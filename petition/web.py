@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 
 from flask import Flask, Response, current_app, request, url_for
-from flask_babel import format_date, format_datetime, format_decimal
+from flask_babel import format_date, format_datetime, format_decimal, format_timedelta
 from werkzeug.routing import IntegerConverter, Map
 
 from petition.dates import closing_day
@@ -33,7 +33,9 @@ def init_app(app: Flask) -> None:
     app.url_map.strict_slashes = False
     app.after_request(_security_headers)
     app.jinja_env.globals.update(asset=asset, now=utcnow)
-    app.jinja_env.filters.update(number=_number, datetime=_datetime, closing_day=_closing_day)
+    app.jinja_env.filters.update(
+        number=_number, datetime=_datetime, closing_day=_closing_day, ago=_ago
+    )
 
 
 def _security_headers(response: Response) -> Response:
@@ -66,6 +68,10 @@ def _number(value: int) -> str:
 
 def _closing_day(value: datetime) -> str:
     return format_date(closing_day(value), "d MMMM yyyy")
+
+
+def _ago(value: datetime) -> str:
+    return format_timedelta(value - utcnow(), add_direction=True, threshold=1.0)
 
 
 def _datetime(value: datetime | None, format: str = "d MMMM yyyy") -> str:

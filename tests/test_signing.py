@@ -48,7 +48,7 @@ def test_signing_sends_a_link_that_only_shows_until_the_button_is_pressed(
     confirmed = client.post(verify_path)
     assert confirmed.status_code == 200
     assert "your signature is confirmed" in confirmed.get_data(as_text=True)
-    assert "<strong>1</strong>" in confirmed.get_data(as_text=True)
+    assert "You are signature #1" in confirmed.get_data(as_text=True)
     assert api_count(client, letter) == 1
 
     again = client.post(verify_path)

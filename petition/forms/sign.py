@@ -73,7 +73,9 @@ class SignForm(FlaskForm):
         ],
         render_kw={"maxlength": 500, "rows": 3},
     )
-    show_name = BooleanField(_l("Show my name on the public list of signatories"))
+    show_name = BooleanField(
+        _l("Show my first name and initial (and organisation) on the public list of signatories")
+    )
     share_email = BooleanField(_l("Share my email address with the recipient"))
 
     @classmethod
@@ -95,3 +97,12 @@ class SignForm(FlaskForm):
             organisation=(self.organisation.data or None) if "organisation" in self else None,
             comment=(self.comment.data or None) if "comment" in self else None,
         )
+
+
+class PreferencesForm(FlaskForm):
+    """A signer's choices after signing, changed from the link in their email."""
+
+    show_name = BooleanField(
+        _l("Show my first name and initial (and organisation) on the public list of signatories")
+    )
+    wants_updates = BooleanField(_l("Send me updates about this letter"))

@@ -248,14 +248,36 @@ def list_all(session: Session) -> list[Letter]:
     return list(session.scalars(select(Letter).order_by(Letter.id)))
 
 
-def list_public(session: Session, now: datetime | None = None, limit: int = 50) -> list[Letter]:
-    """Open letters, newest first, for the home page."""
+SORTS = ("popular", "newest")
+
+
+def list_public(
+    session: Session,
+    *,
+    sort: str = "popular",
+    search: str = "",
+    closed: bool = False,
+    now: datetime | None = None,
+    limit: int = 50,
+) -> list[Letter]:
+    """Open letters (or the closed archive) for the home page, most signed or newest first.
+
+    "Most signed" orders by the stored count, which the worker keeps seconds behind.
+    """
     now = now or utcnow()
-    query = (
-        select(Letter)
-        .where(Letter.status == LetterStatus.OPEN)
-        .where((Letter.closes_at.is_(None)) | (Letter.closes_at > now))
-        .order_by(Letter.published_at.desc())
-        .limit(limit)
+    still_open = (Letter.status == LetterStatus.OPEN) & (
+        Letter.closes_at.is_(None) | (Letter.closes_at > now)
     )
-    return list(session.scalars(query))
+    query = select(Letter).where(Letter.status != LetterStatus.DRAFT)
+    query = query.where(~still_open if closed else still_open)
+    if search:
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            Letter.title.ilike(pattern, escape="\\")
+            | Letter.recipient_name.ilike(pattern, escape="\\")
+        )
+    if sort == "newest":
+        query = query.order_by(Letter.published_at.desc(), Letter.id.desc())
+    else:
+        query = query.order_by(Letter.signature_count.desc(), Letter.id.desc())
+    return list(session.scalars(query.limit(limit)))

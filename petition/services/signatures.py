@@ -224,6 +224,14 @@ def find_by_manage_token(session: Session, raw: str) -> Signature:
     return signature
 
 
+def set_preferences(session: Session, raw: str, *, show_name: bool, wants_updates: bool) -> Letter:
+    """Change whether the signer is shown publicly and whether they hear more."""
+    signature = find_by_manage_token(session, raw)
+    signature.show_name = show_name
+    signature.wants_updates = wants_updates
+    session.flush()
+
+
 def withdraw(session: Session, raw: str) -> Letter:
     """Delete a signature and everything personal about it, and take it off the count."""
     signature = find_by_manage_token(session, raw)

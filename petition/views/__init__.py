@@ -19,7 +19,7 @@ def cached_count(session: Session, letter: Letter) -> int:
 
 
 def forget_count(letter_id: int) -> None:
-    """Drop this process's cached count after a change the person will want to see at once."""
+    """Drop the cached count after a change the person will want to see at once."""
     current_app.extensions["petition.counts"].forget(letter_id)
 
 

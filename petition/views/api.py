@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 
 from petition.db import get_session, utcnow
 from petition.models import Letter
@@ -36,10 +36,19 @@ def letter_json(letter: Letter, count: int) -> dict:
 
 @bp.get("/letters/<slug>")
 def letter(slug: str):
-    session = get_session()
-    found = letters.get_public(session, slug)
-    body = json.dumps(letter_json(found, cached_count(session, found)), separators=(",", ":"))
-    etag = hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
+    """Polled by every open letter page: served from the shared cache, touching no table."""
+    cache = current_app.extensions["petition.cache"]
+    key = f"letter-json:{slug}"
+    body = cache.get(key)
+    if body is None:
+        session = get_session()
+        found = letters.get_public(session, slug)
+        document = letter_json(found, cached_count(session, found))
+        body = json.dumps(document, separators=(",", ":")).encode()
+        seconds = current_app.config["COUNT_CACHE_SECONDS"]
+        if seconds > 0:
+            cache.set(key, body, seconds)
+    etag = hashlib.blake2b(body, digest_size=12).hexdigest()
     response = Response(body, mimetype="application/json")
     response.set_etag(etag)
     response.headers["Cache-Control"] = CACHE_CONTROL

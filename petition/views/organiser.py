@@ -84,6 +84,7 @@ def show_letter(letter_id: int):
         count=counts.current(session, letter.id),
         deliveries=deliveries.list_for_letter(session, letter),
         public_url=links.letter(letter.slug),
+        embed_url=links.embed(letter.slug),
         now=utcnow(),
     )
 

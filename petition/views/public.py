@@ -1,25 +1,40 @@
-"""What members see: the letter, the sign form, confirming and withdrawing."""
+"""What members see: letters, the sign form, confirming, and their own signature."""
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, url_for
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 
+from petition import links, share_image, sharing
 from petition.db import get_session, transaction, utcnow
-from petition.forms.sign import SignForm
+from petition.forms.sign import PreferencesForm, SignForm
 from petition.models import Letter
-from petition.services import counts, letters, signatures
+from petition.services import counts, letters, signatories, signatures
 from petition.views import cached_count, forget_count
 
 bp = Blueprint("public", __name__)
+
+SHARE_IMAGE_SECONDS = 60
+EMBED_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "form-action 'self'; base-uri 'none'; object-src 'none'; frame-ancestors *"
+)
 
 
 @bp.get("/")
 def home():
     session = get_session()
-    open_letters = letters.list_public(session)
+    sort = request.args.get("sort", "popular")
+    if sort not in letters.SORTS:
+        sort = "popular"
+    search = request.args.get("q", "").strip()[:100]
+    closed = request.args.get("archive") == "1"
+    found = letters.list_public(session, sort=sort, search=search, closed=closed)
     return render_template(
         "public/home.html",
-        letters=[(letter, cached_count(session, letter)) for letter in open_letters],
+        letters=[(letter, cached_count(session, letter)) for letter in found],
+        sort=sort,
+        search=search,
+        archive=closed,
     )
 
 
@@ -27,13 +42,19 @@ def _letter_page(slug: str, form: SignForm | None = None, status: int = 200):
     session = get_session()
     letter = letters.get_public(session, slug)
     form = form or SignForm.for_letter(letter)
+    url = links.letter(letter.slug)
+    count = cached_count(session, letter)
     return (
         render_template(
             "public/letter.html",
             letter=letter,
             form=form,
-            count=cached_count(session, letter),
+            count=count,
             accepting=letter.accepts_signatures(utcnow()),
+            recent=signatories.recent(session, letter),
+            share_links=sharing.links(url, letter.title),
+            page_url=url,
+            share_image_url=links.share_image(letter.slug, count),
         ),
         status,
     )
@@ -67,6 +88,55 @@ def check_inbox(slug: str):
     return render_template("public/check_inbox.html", letter=letter)
 
 
+@bp.get("/letters/<slug>/signatories")
+def signatory_list(slug: str):
+    session = get_session()
+    letter = letters.get_public(session, slug)
+    number = request.args.get("page", "1")
+    shown = signatories.page(session, letter, int(number) if number.isdigit() else 1)
+    return render_template(
+        "public/signatories.html",
+        letter=letter,
+        page=shown,
+        count=cached_count(session, letter),
+    )
+
+
+@bp.get("/letters/<slug>/embed")
+def embed(slug: str):
+    """A small card for other sites to frame: the only page that may be framed."""
+    session = get_session()
+    letter = letters.get_public(session, slug)
+    response = Response(
+        render_template(
+            "public/embed.html",
+            letter=letter,
+            count=cached_count(session, letter),
+            accepting=letter.accepts_signatures(utcnow()),
+        )
+    )
+    response.headers["Content-Security-Policy"] = EMBED_POLICY
+    response.headers["Cache-Control"] = "public, max-age=30"
+    return response
+
+
+@bp.get("/letters/<slug>/share.png")
+def share_png(slug: str):
+    """The link-preview picture, redrawn at most once a minute as the count moves."""
+    cache = current_app.extensions["petition.cache"]
+    key = f"share:{slug}"
+    image = cache.get(key)
+    if image is None:
+        session = get_session()
+        letter = letters.get_public(session, slug)
+        count = cached_count(session, letter)
+        image = share_image.render(letter.title, letter.recipient_name, count, letter.goal)
+        cache.set(key, image, SHARE_IMAGE_SECONDS)
+    response = Response(image, mimetype="image/png")
+    response.headers["Cache-Control"] = f"public, max-age={SHARE_IMAGE_SECONDS}"
+    return response
+
+
 @bp.get("/verify/<token>")
 def confirm(token: str):
     """Shows the confirm button and changes nothing: mail scanners open every link."""
@@ -83,12 +153,15 @@ def verify(token: str):
         result = signatures.verify(session, token)
     forget_count(result.letter.id)
     count = counts.current(get_session(), result.letter.id)
+    url = links.letter(result.letter.slug)
     return render_template(
         "public/verified.html",
         letter=result.letter,
         signature=result.signature,
         newly_verified=result.newly_verified,
         count=count,
+        page_url=url,
+        share_links=sharing.links(url, result.letter.title),
     )
 
 
@@ -97,7 +170,24 @@ def manage(token: str):
     session = get_session()
     signature = signatures.find_by_manage_token(session, token)
     letter = session.get_one(Letter, signature.letter_id)
-    return render_template("public/manage.html", letter=letter, signature=signature, token=token)
+    form = PreferencesForm(
+        data={"show_name": signature.show_name, "wants_updates": signature.wants_updates}
+    )
+    return render_template(
+        "public/manage.html", letter=letter, signature=signature, token=token, form=form
+    )
+
+
+@bp.post("/signature/<token>/preferences")
+def preferences(token: str):
+    form = PreferencesForm()
+    if not form.validate_on_submit():
+        return redirect(url_for("public.manage", token=token), 303)
+    with transaction() as session:
+        signatures.set_preferences(
+            session, token, show_name=form.show_name.data, wants_updates=form.wants_updates.data
+        )
+    return redirect(url_for("public.manage", token=token, saved=1), 303)
 
 
 @bp.post("/signature/<token>/withdraw")

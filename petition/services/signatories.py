@@ -1,0 +1,81 @@
+"""The public list of signatories: only those who chose to be shown, as first name and initial."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from petition.models import Letter, Signature, SignatureState
+
+PER_PAGE = 50
+
+
+@dataclass(frozen=True)
+class PublicSignatory:
+    name: str
+    organisation: str | None
+    comment: str | None
+    signed_at: datetime
+
+
+def public_name(full_name: str) -> str:
+    """'Jane Doe' -> 'Jane D.': enough to recognise a friend, not enough to profile a stranger."""
+    parts = full_name.split()
+    if len(parts) < 2:
+        return full_name.strip()
+    return f"{parts[0]} {parts[-1][0]}."
+
+
+def _shown(letter: Letter):
+    columns = [Signature.name, Signature.organisation, Signature.comment, Signature.verified_at]
+    return select(*columns).where(
+        Signature.letter_id == letter.id,
+        Signature.state == SignatureState.VERIFIED,
+        Signature.show_name.is_(True),
+    )
+
+
+def _signatory(row) -> PublicSignatory:
+    name, organisation, comment, verified_at = row
+    return PublicSignatory(public_name(name), organisation, comment, verified_at)
+
+
+def recent(session: Session, letter: Letter, limit: int = 5) -> list[PublicSignatory]:
+    """The newest public signatories, newest first."""
+    query = _shown(letter).order_by(Signature.verified_at.desc(), Signature.id.desc())
+    return [_signatory(row) for row in session.execute(query.limit(limit))]
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[PublicSignatory]
+    number: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // PER_PAGE))
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.number < self.pages
+
+
+def page(session: Session, letter: Letter, number: int) -> Page:
+    """One page of public signatories, oldest first so pages stay stable as people sign."""
+    total = session.scalar(select(func.count()).select_from(_shown(letter).subquery())) or 0
+    number = min(max(number, 1), max(1, -(-total // PER_PAGE)))
+    query = (
+        _shown(letter)
+        .order_by(Signature.verified_at, Signature.id)
+        .offset((number - 1) * PER_PAGE)
+        .limit(PER_PAGE)
+    )
+    return Page([_signatory(row) for row in session.execute(query)], number, total)

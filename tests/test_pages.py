@@ -1,0 +1,155 @@
+"""The public pages: letter, signatories, home, embed, link previews, a signer's own page."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from petition.db import transaction, utcnow
+from petition.services import counts
+from tests.conftest import api_count, sign_and_confirm, sign_data
+
+
+def test_letter_page_shows_count_progress_days_left_and_recent_public_signers(
+    client, make_letter, mailbox
+):
+    letter = make_letter(goal=5000, closes_at=utcnow() + timedelta(days=9, hours=1))
+    sign_and_confirm(client, mailbox, letter, name="Jane Doe", email="a@example.org", show_name="y")
+    sign_and_confirm(client, mailbox, letter, name="Hidden Person", email="b@example.org")
+    page = client.get(f"/letters/{letter.slug}").get_data(as_text=True)
+    assert re.search(r"data-count-number>2</strong>", page)
+    assert "of 5,000 signatures" in page
+    assert '<progress class="bar" max="5000" value="2"' in page
+    assert "10 days left" in page
+    assert "Jane D." in page
+    assert "Jane Doe" not in page
+    assert "Hidden" not in page
+
+
+def test_letter_page_is_small(client, make_letter):
+    letter = make_letter(body_markdown="Dear Alex,\n\n" + "Please stand. " * 200)
+    assert len(client.get(f"/letters/{letter.slug}").get_data()) < 30_000
+
+
+def test_link_previews_have_open_graph_tags_and_a_png(client, make_letter, mailbox):
+    letter = make_letter(goal=100)
+    sign_and_confirm(client, mailbox, letter)
+    page = client.get(f"/letters/{letter.slug}").get_data(as_text=True)
+    assert '<meta property="og:title" content="Stand for the leadership">' in page
+    assert '<meta name="twitter:card" content="summary_large_image">' in page
+    image_url = re.search(r'<meta property="og:image" content="([^"]+)"', page).group(1)
+    assert image_url == f"http://localhost/letters/{letter.slug}/share.png?n=1"
+    image = client.get(image_url.removeprefix("http://localhost"))
+    assert image.status_code == 200
+    assert image.mimetype == "image/png"
+    assert image.get_data().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "public" in image.headers["Cache-Control"]
+
+
+def test_signatory_list_is_paginated_and_public_names_only(client, make_letter, mailbox):
+    letter = make_letter(ask_organisation=True, ask_comment=True)
+    with transaction() as session:
+        from petition.models import Signature, SignatureState
+
+        for number in range(60):
+            session.add(
+                Signature(
+                    letter_id=letter.id,
+                    name=f"Person{number:02d} Surname",
+                    email=f"p{number}@example.org",
+                    email_key=f"p{number}@example.org",
+                    organisation="Union branch" if number == 0 else None,
+                    comment="Go on!" if number == 0 else None,
+                    show_name=number % 10 != 9,  # six of them chose not to be listed
+                    state=SignatureState.VERIFIED,
+                    verify_token_hash=f"{number:064d}",
+                    verify_expires_at=utcnow(),
+                    verified_at=utcnow() + timedelta(seconds=number),
+                )
+            )
+    first = client.get(f"/letters/{letter.slug}/signatories").get_data(as_text=True)
+    assert "54 chose to be listed" in first
+    assert "Person00 S." in first and "Union branch" in first and "Go on!" in first
+    assert "Page 1 of 2" in first
+    assert "p0@example.org" not in first
+    second = client.get(f"/letters/{letter.slug}/signatories?page=2").get_data(as_text=True)
+    assert second.count('class="who"') == 4
+    listed = re.findall(r'class="who">(Person\d\d) S\.', first + second)
+    assert listed == [f"Person{n:02d}" for n in range(60) if n % 10 != 9]
+    assert client.get(f"/letters/{letter.slug}/signatories?page=99").status_code == 200
+    assert client.get(f"/letters/{letter.slug}/signatories?page=x").status_code == 200
+
+
+def test_home_lists_open_letters_by_count_or_date_with_search_and_an_archive(
+    client, make_letter, mailbox
+):
+    older = make_letter(title="Fix the roads")
+    make_letter(title="Save the library", recipient_name="Cllr Smith")
+    make_letter(title="Old campaign", status="closed")
+    sign_and_confirm(client, mailbox, older)
+    with transaction() as session:
+        counts.fold(session)  # "most signed" orders by the folded count
+
+    def titles(html: str) -> list[str]:
+        return re.findall(r'<a href="/letters/[^"]+">([^<]+)</a>', html)
+
+    assert titles(client.get("/").get_data(True)) == ["Fix the roads", "Save the library"]
+    newest = titles(client.get("/?sort=newest").get_data(True))
+    assert newest == ["Save the library", "Fix the roads"]
+    assert titles(client.get("/?q=smith").get_data(True)) == ["Save the library"]
+    assert titles(client.get("/?q=ROAD").get_data(True)) == ["Fix the roads"]
+    assert titles(client.get("/?q=100%25").get_data(True)) == []
+    archive = client.get("/?archive=1").get_data(True)
+    assert titles(archive) == ["Old campaign"]
+    assert "closed with" in archive
+    assert client.get("/?sort=bogus").status_code == 200
+
+
+def test_embed_may_be_framed_anywhere_and_nothing_else_may(client, make_letter):
+    letter = make_letter(goal=10)
+    embed = client.get(f"/letters/{letter.slug}/embed")
+    assert embed.status_code == 200
+    assert "frame-ancestors *" in embed.headers["Content-Security-Policy"]
+    assert "Read and sign" in embed.get_data(as_text=True)
+    page = client.get(f"/letters/{letter.slug}")
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+
+
+def test_verified_page_numbers_the_signer_and_offers_plain_share_links(
+    client, make_letter, mailbox
+):
+    letter = make_letter()
+    client.post(f"/letters/{letter.slug}/sign", data=sign_data())
+    mailbox.deliver()
+    page = client.post(mailbox.link("jane@example.org", "/verify/")).get_data(as_text=True)
+    assert "You are signature #1" in page
+    for service in (
+        "https://wa.me/",
+        "https://x.com/intent/post",
+        "facebook.com/sharer",
+        "mailto:",
+    ):
+        assert service in page
+    assert "<script src=" in page and page.count("<script") == 1  # our own file, nothing else
+
+
+def test_signer_can_hide_their_name_stop_updates_and_still_withdraw(client, make_letter, mailbox):
+    letter = make_letter()
+    manage = sign_and_confirm(client, mailbox, letter, name="Jane Doe", show_name="y")
+    assert "Jane D." in client.get(f"/letters/{letter.slug}").get_data(as_text=True)
+    page = client.get(manage).get_data(as_text=True)
+    assert re.search(r'<input checked[^>]*name="show_name"', page)
+    saved = client.post(f"{manage}/preferences", data={})  # both boxes unticked
+    assert saved.status_code == 303
+    assert "Saved." in client.get(saved.headers["Location"]).get_data(as_text=True)
+    assert "Jane D." not in client.get(f"/letters/{letter.slug}").get_data(as_text=True)
+    assert api_count(client, letter) == 1  # hiding is not withdrawing
+    from petition.models import Signature
+    from tests.conftest import fresh_session
+
+    signature = fresh_session().query(Signature).one()
+    assert (signature.show_name, signature.wants_updates) == (False, False)
+    client.post(f"{manage}/preferences", data={"show_name": "y", "wants_updates": "y"})
+    assert "Jane D." in client.get(f"/letters/{letter.slug}").get_data(as_text=True)
+    unknown = client.post("/signature/not-a-real-token-but-long/preferences", data={})
+    assert unknown.status_code == 404
