@@ -39,6 +39,8 @@ def defaults(instance_path: str) -> dict[str, Any]:
         # How many proxies in front of the app set X-Forwarded-For/-Proto/-Host (0: none).
         "TRUSTED_PROXIES": 0,
         "COUNT_CACHE_SECONDS": 2.0,
+        # How often an open page first asks for the count (it slows down while nothing changes).
+        "COUNT_POLL_SECONDS": 5.0,
         "VERIFY_TOKEN_HOURS": 72,
         "DELIVERY_LINK_DAYS": 30,
         "SESSION_COOKIE_SECURE": True,
@@ -76,6 +78,9 @@ def _coerce(config: dict[str, Any]) -> None:
     ):
         config[key] = _integer(key, config[key])
     config["COUNT_CACHE_SECONDS"] = _number("COUNT_CACHE_SECONDS", config["COUNT_CACHE_SECONDS"])
+    config["COUNT_POLL_SECONDS"] = max(
+        _number("COUNT_POLL_SECONDS", config["COUNT_POLL_SECONDS"]), 0.2
+    )
     config["SMTP_TIMEOUT"] = _number("SMTP_TIMEOUT", config["SMTP_TIMEOUT"])
     for key in ("SMTP_STARTTLS", "SESSION_COOKIE_SECURE", "REMEMBER_COOKIE_SECURE"):
         config[key] = _boolean(key, config[key])

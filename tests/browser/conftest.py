@@ -11,15 +11,15 @@ from __future__ import annotations
 import os
 import re
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from axe_playwright_python.sync_playwright import Axe
 from flask import Flask
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import BrowserContext, Page
 from werkzeug.serving import BaseWSGIServer, make_server
 
 CHROMIUM = Path(os.environ.get("PETITION_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -54,14 +54,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 class _Deferred:
-    """A WSGI callable to bind the socket before the app exists (the app needs the port)."""
+    """A WSGI callable to bind the socket before the app exists (the app needs the port).
+
+    It also keeps every exception the app raises: the browser only sees a 500 page, which
+    could otherwise pass an accessibility check; the test fails with the traceback instead.
+    """
 
     def __init__(self) -> None:
         self.app: Flask | None = None
+        self.errors: list[str] = []
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         assert self.app is not None, "the live server got a request before its app was set"
-        return self.app(environ, start_response)
+        try:
+            return self.app(environ, start_response)
+        except Exception:
+            method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO")
+            self.errors.append(f"{method} {path}\n{traceback.format_exc()}")
+            raise
 
 
 class LiveServer:
@@ -82,10 +92,13 @@ class LiveServer:
         self.thread.start()
 
     def stop(self) -> None:
+        """Stop serving and close the socket (safe to call twice)."""
         if self.thread is not None:
             self.server.shutdown()
             self.thread.join(timeout=10)
-        self.server.server_close()
+            self.thread = None
+        if self.server.socket.fileno() != -1:
+            self.server.server_close()
 
 
 @pytest.fixture
@@ -96,9 +109,7 @@ def _live_server_socket() -> Iterator[LiveServer]:
 
 
 @pytest.fixture
-def app_config(
-    app_config: dict[str, Any], _live_server_socket: LiveServer
-) -> dict[str, Any]:
+def app_config(app_config: dict[str, Any], _live_server_socket: LiveServer) -> dict[str, Any]:
     """The app of tests/conftest.py, with real forms (CSRF on) and links to the live server."""
     return {
         **app_config,
@@ -109,15 +120,22 @@ def app_config(
 
 
 @pytest.fixture
-def live_server(app: Flask, _live_server_socket: LiveServer) -> LiveServer:
+def live_server(app: Flask, _live_server_socket: LiveServer) -> Iterator[LiveServer]:
+    """This test's app served on 127.0.0.1; stopped before the app and its database go away."""
     _live_server_socket.start(app)
-    return _live_server_socket
+    yield _live_server_socket
+    _live_server_socket.stop()
+    if errors := _live_server_socket.wsgi.errors:
+        pytest.fail("the app raised while serving the browser:\n" + "\n".join(errors))
 
 
 @pytest.fixture
-def emailed_link(smtp_server: tuple[Controller, Any], live_server: LiveServer):
-    """The full URL of the newest link to `path` (e.g. /verify/) mailed to `address`."""
-    _controller, mailbox = smtp_server
+def emailed_link(mailbox: Any, live_server: LiveServer) -> Callable[[str, str], str]:
+    """The full URL of the newest link to `path` (e.g. /verify/) mailed to `address`.
+
+    tests/conftest.py's `mailbox.link` expects BASE_URL http://localhost; here links carry the
+    live server's address and port, and the browser opens them as they are.
+    """
 
     def find(address: str, path: str) -> str:
         pattern = re.compile(rf"{re.escape(live_server.url + path)}[A-Za-z0-9_-]+")
@@ -144,6 +162,14 @@ def browser_type_launch_args(pytestconfig: pytest.Config) -> dict[str, Any]:
     }
 
 
+@pytest.fixture(scope="session")
+def base_url() -> None:
+    """Replaces pytest-playwright's fallback `base_url` fixture, which pytest 9 warns about
+    (a session fixture defined as an instance method; warnings are errors here). Each test's
+    context gets its live server's address instead (see `context`)."""
+    return None
+
+
 @pytest.fixture
 def context(new_context: Callable[..., BrowserContext], live_server: LiveServer) -> BrowserContext:
     """A fresh browser (no cookies) whose relative URLs go to this test's live server."""
@@ -153,7 +179,7 @@ def context(new_context: Callable[..., BrowserContext], live_server: LiveServer)
 
 
 @pytest.fixture
-def page(context: BrowserContext, browser: Browser) -> Page:
+def page(context: BrowserContext) -> Page:
     return context.new_page()
 
 
@@ -177,9 +203,8 @@ def describe_violations(violations: list[dict[str, Any]]) -> str:
         for node in violation["nodes"]:
             target = " ".join(str(part) for part in node["target"])
             lines.append(f"    at {target}")
-            summary = (node.get("failureSummary") or "").strip().replace("\n", " ")
-            if summary:
-                lines.append(f"       {summary}")
+            for line in (node.get("failureSummary") or "").strip().splitlines():
+                lines.append(f"      {line.strip()}")
     return "\n".join(lines)
 
 
