@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, g, session
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager
 
 from petition.db import get_session
 from petition.models import Organiser
 
-login_manager = LoginManager()
+
+class OrganiserLoginManager(LoginManager):
+    """Flask-Login with "strong" session protection for organisers only.
+
+    Stock Flask-Login treats any non-empty session without its identifier as hijacked, so every
+    visitor whose session holds just a CSRF token would get a cookie-clearing header on every
+    page. A session with no logged-in user has nothing to protect.
+    """
+
+    def _session_protection_failed(self) -> bool:
+        if "_user_id" not in session:
+            return False
+        return super()._session_protection_failed()
+
+
+login_manager = OrganiserLoginManager()
 login_manager.login_view = "organiser.login"
 login_manager.login_message = _l("Please log in to see that page.")
 login_manager.session_protection = "strong"
@@ -24,3 +39,10 @@ def _load(user_id: str) -> Organiser | None:
 
 def init_app(app: Flask) -> None:
     login_manager.init_app(app)
+    app.teardown_request(_forget_user)
+
+
+def _forget_user(_exc: BaseException | None) -> None:
+    # Flask-Login caches the user on `g`, which lives as long as the app context; where one app
+    # context spans several requests (tests, scripts), each request must still check its own.
+    g.pop("_login_user", None)

@@ -35,6 +35,10 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "SMTP_STARTTLS": False,
         "SMTP_TIMEOUT": 10.0,
         "MAIL_MAX_ATTEMPTS": 8,
+        # How long a worker may hold a message it is sending before another may take it over.
+        "MAIL_LEASE_SECONDS": 120,
+        # The first retry after a failed send; each further one waits twice as long (to 1 h).
+        "MAIL_RETRY_SECONDS": 30,
         "REDIS_URL": None,
         # How many proxies in front of the app set X-Forwarded-For/-Proto/-Host (0: none).
         "TRUSTED_PROXIES": 0,
@@ -72,6 +76,8 @@ def _coerce(config: dict[str, Any]) -> None:
     for key in (
         "SMTP_PORT",
         "MAIL_MAX_ATTEMPTS",
+        "MAIL_LEASE_SECONDS",
+        "MAIL_RETRY_SECONDS",
         "VERIFY_TOKEN_HOURS",
         "DELIVERY_LINK_DAYS",
         "TRUSTED_PROXIES",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 
 from flask import Flask
 
@@ -53,6 +54,8 @@ def _deliver_due(app: Flask) -> mail.DeliveryReport:
                 backend_from_config(app.config),
                 app.config["MAIL_FROM"],
                 max_attempts=app.config["MAIL_MAX_ATTEMPTS"],
+                lease=timedelta(seconds=app.config["MAIL_LEASE_SECONDS"]),
+                first_retry=timedelta(seconds=app.config["MAIL_RETRY_SECONDS"]),
             )
         except Exception:
             log.exception("mail delivery failed; will retry")

@@ -76,7 +76,8 @@ class PostgresDatabases:
 
     def __init__(self, url: str) -> None:
         self.base = make_url(url)
-        self.admin = create_engine(self.base, isolation_level="AUTOCOMMIT")
+        # pre-ping: the fault tests restart the server under this engine's pooled connections.
+        self.admin = create_engine(self.base, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
         self.template = f"petition_tpl_{os.getpid()}"
         self._execute(f'DROP DATABASE IF EXISTS "{self.template}"')
         self._execute(f'CREATE DATABASE "{self.template}"')

@@ -211,3 +211,7 @@ def test_repeated_wrong_passwords_are_slowed_down(client, make_organiser):
     limited = client.post("/organiser/login", data={})
     assert "Too many attempts" in limited.get_data(True)
     assert int(limited.headers["Retry-After"]) > 0
+
+
+def test_an_organiser_session_taken_to_another_browser_is_refused(client, logged_in):
+    assert client.get("/organiser/", headers={"User-Agent": "Firefox"}).status_code == 302

@@ -153,3 +153,14 @@ def test_signer_can_hide_their_name_stop_updates_and_still_withdraw(client, make
     assert "Jane D." in client.get(f"/letters/{letter.slug}").get_data(as_text=True)
     unknown = client.post("/signature/not-a-real-token-but-long/preferences", data={})
     assert unknown.status_code == 404
+
+
+def test_visitors_get_no_cookie_churn(app, client, make_letter):
+    """A reader's page view sets at most the session cookie for the form, and nothing else."""
+    app.config["WTF_CSRF_ENABLED"] = True
+    letter = make_letter()
+    first = client.get(f"/letters/{letter.slug}")
+    assert [c.split("=")[0] for c in first.headers.getlist("Set-Cookie")] == ["session"]
+    again = client.get(f"/letters/{letter.slug}")
+    assert again.headers.getlist("Set-Cookie") == []
+    assert client.get("/").headers.getlist("Set-Cookie") == []

@@ -26,6 +26,8 @@ def test_login_limit_is_shared_between_instances(app_config, make_organiser):
         .status_code
         for i in range(11)
     ]
+    for instance in (first, second):
+        instance.extensions["petition.engine"].dispose()
     assert statuses == [401] * 10 + [429]
     # The counters live in Redis, where every instance (process or host) sees them.
     connection = redis.Redis.from_url(REDIS_URL)

@@ -19,7 +19,7 @@ from petition.models import Message, MessageState
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=2)
+DEFAULT_LEASE = timedelta(minutes=2)
 BACKOFF_FIRST = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=1)
 
@@ -76,9 +76,9 @@ class DeliveryReport:
         return self.sent + self.retrying + self.parked
 
 
-def backoff(attempts: int) -> timedelta:
+def backoff(attempts: int, first: timedelta = BACKOFF_FIRST) -> timedelta:
     """30 s, 1 min, 2 min, ... capped at an hour."""
-    return min(BACKOFF_FIRST * (2 ** max(attempts - 1, 0)), BACKOFF_MAX)
+    return min(first * (2 ** max(attempts - 1, 0)), BACKOFF_MAX)
 
 
 def deliver_pending(
@@ -88,6 +88,8 @@ def deliver_pending(
     *,
     max_attempts: int,
     batch_size: int = 100,
+    lease: timedelta = DEFAULT_LEASE,
+    first_retry: timedelta = BACKOFF_FIRST,
 ) -> DeliveryReport:
     """Send one batch of due messages. Safe to run in several workers at once.
 
@@ -96,7 +98,7 @@ def deliver_pending(
     the lease to expire and the message is sent again: at most one duplicate per crash.
     """
     report = DeliveryReport()
-    claimed = _claim(session_factory, batch_size)
+    claimed = _claim(session_factory, batch_size, lease)
     if not claimed:
         return report
     try:
@@ -104,16 +106,18 @@ def deliver_pending(
     except (OSError, smtplib.SMTPException) as error:
         reason = f"cannot connect: {error}"
         for outgoing in claimed:
-            _record_failure(session_factory, outgoing.id, reason, max_attempts, report)
+            _record_failure(session_factory, outgoing.id, reason, max_attempts, first_retry, report)
         return report
     try:
         for outgoing in claimed:
             try:
                 connection.send(build(outgoing, sender))
             except PermanentFailure as error:
-                _record_failure(session_factory, outgoing.id, str(error), 1, report)
+                _record_failure(session_factory, outgoing.id, str(error), 1, first_retry, report)
             except (OSError, smtplib.SMTPException) as error:
-                _record_failure(session_factory, outgoing.id, str(error), max_attempts, report)
+                _record_failure(
+                    session_factory, outgoing.id, str(error), max_attempts, first_retry, report
+                )
             else:
                 _record_sent(session_factory, outgoing.id)
                 report.sent += 1
@@ -122,7 +126,9 @@ def deliver_pending(
     return report
 
 
-def _claim(session_factory: Callable[[], Session], batch_size: int) -> list[Outgoing]:
+def _claim(
+    session_factory: Callable[[], Session], batch_size: int, lease: timedelta
+) -> list[Outgoing]:
     now = utcnow()
     with session_factory() as session, session.begin():
         begin_write(session)
@@ -137,7 +143,7 @@ def _claim(session_factory: Callable[[], Session], batch_size: int) -> list[Outg
             query = query.with_for_update(skip_locked=True)
         messages = list(session.scalars(query))
         for message in messages:
-            message.locked_until = now + LEASE
+            message.locked_until = now + lease
         return [Outgoing(m.id, m.to_address, m.subject, m.body_text) for m in messages]
 
 
@@ -164,6 +170,7 @@ def _record_failure(
     message_id: int,
     reason: str,
     max_attempts: int,
+    first_retry: timedelta,
     report: DeliveryReport,
 ) -> None:
     with session_factory() as session, session.begin():
@@ -179,7 +186,7 @@ def _record_failure(
             report.parked += 1
             log.warning("mail %s parked after %s attempts", message_id, message.attempts)
         else:
-            message.next_attempt_at = utcnow() + backoff(message.attempts)
+            message.next_attempt_at = utcnow() + backoff(message.attempts, first_retry)
             report.retrying += 1
         report.errors.append(reason)
 
