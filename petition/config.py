@@ -24,6 +24,8 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "SECRET_KEY": None,
         "DATABASE_URL": f"sqlite:///{instance / 'petition.sqlite3'}",
         "DATABASE_ECHO": False,
+        "DATABASE_POOL_SIZE": 5,  # connections each process keeps open (and twice that at a peak)
+        "DATABASE_PREPARED_STATEMENTS": True,  # false behind PgBouncer < 1.21 in transaction mode
         "BASE_URL": "http://127.0.0.1:5000",
         "MAIL_BACKEND": "console",
         "MAIL_FROM": "Open letters <letters@localhost>",
@@ -77,6 +79,7 @@ def _coerce(config: dict[str, Any]) -> None:
         "SMTP_PORT",
         "MAIL_MAX_ATTEMPTS",
         "MAIL_LEASE_SECONDS",
+        "DATABASE_POOL_SIZE",
         "MAIL_RETRY_SECONDS",
         "VERIFY_TOKEN_HOURS",
         "DELIVERY_LINK_DAYS",
@@ -88,7 +91,12 @@ def _coerce(config: dict[str, Any]) -> None:
         _number("COUNT_POLL_SECONDS", config["COUNT_POLL_SECONDS"]), 0.2
     )
     config["SMTP_TIMEOUT"] = _number("SMTP_TIMEOUT", config["SMTP_TIMEOUT"])
-    for key in ("SMTP_STARTTLS", "SESSION_COOKIE_SECURE", "REMEMBER_COOKIE_SECURE"):
+    for key in (
+        "SMTP_STARTTLS",
+        "SESSION_COOKIE_SECURE",
+        "REMEMBER_COOKIE_SECURE",
+        "DATABASE_PREPARED_STATEMENTS",
+    ):
         config[key] = _boolean(key, config[key])
     config["BASE_URL"] = str(config["BASE_URL"]).rstrip("/")
 

@@ -51,8 +51,14 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime()}
 
 
-def make_engine(url: str, echo: bool = False) -> Engine:
-    """An engine tuned for this app: SQLite in WAL mode, PostgreSQL with pre-ping."""
+def make_engine(
+    url: str, echo: bool = False, *, pool_size: int = 5, prepared_statements: bool = True
+) -> Engine:
+    """An engine tuned for this app: SQLite in WAL mode, PostgreSQL with pre-ping.
+
+    prepared_statements=False stops psycopg preparing repeated queries, which a connection
+    pooler in transaction mode (PgBouncer before 1.21) cannot follow.
+    """
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
@@ -61,8 +67,15 @@ def make_engine(url: str, echo: bool = False) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
+    connect_args = {} if prepared_statements else {"prepare_threshold": None}
     return create_engine(
-        url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_recycle=1800
+        url,
+        echo=echo,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=pool_size * 2,
+        pool_recycle=1800,
+        connect_args=connect_args,
     )
 
 
@@ -87,7 +100,12 @@ def _sqlite_begin(conn: Any) -> None:
 
 def init_app(app: Flask) -> None:
     """Create the engine and close each request's session when the request ends."""
-    engine = make_engine(app.config["DATABASE_URL"], echo=bool(app.config["DATABASE_ECHO"]))
+    engine = make_engine(
+        app.config["DATABASE_URL"],
+        echo=bool(app.config["DATABASE_ECHO"]),
+        pool_size=app.config["DATABASE_POOL_SIZE"],
+        prepared_statements=app.config["DATABASE_PREPARED_STATEMENTS"],
+    )
     app.extensions["petition.engine"] = engine
     app.extensions["petition.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
     app.teardown_request(_close_session)

@@ -1,0 +1,26 @@
+"""gunicorn settings for petition (gunicorn -c deploy/gunicorn.conf.py petition.wsgi:app).
+
+Every value can be overridden with an environment variable of the same name in capitals, e.g.
+GUNICORN_WORKERS=8, so one file serves every host size.
+"""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+# Requests spend most of their time in Python, a little waiting on the database: a few threads
+# per process hide that wait; one process per core does the rest.
+workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count()))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", 4))
+backlog = 2048
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+# Recycle workers now and then, so a slow leak in any library can never build up.
+max_requests = 20_000
+max_requests_jitter = 2_000
+accesslog = os.environ.get("GUNICORN_ACCESSLOG")  # off by default: the proxy logs requests
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+forwarded_allow_ips = "127.0.0.1"
