@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,16 @@ class RedisCache:
             self.client.delete(self.prefix + key)
         except Exception as error:
             log.warning("cache delete failed: %s", type(error).__name__)
+
+
+def remember(cache: Cache, key: str, seconds: float, compute: Callable[[], bytes]) -> bytes:
+    """The cached value for `key`, or compute it and keep it `seconds` (0: never cached)."""
+    value = cache.get(key) if seconds > 0 else None
+    if value is None:
+        value = compute()
+        if seconds > 0:
+            cache.set(key, value, seconds)
+    return value
 
 
 def from_config(redis_url: str | None) -> Cache:

@@ -76,6 +76,13 @@ def sign(
         if existing is None:
             raise
         return _signed_again(session, letter, existing, now)
+    _queue_verify_link(session, letter, signature, raw, repeat=False)
+    return SignOutcome.PENDING
+
+
+def _queue_verify_link(
+    session: Session, letter: Letter, signature: Signature, raw: str, *, repeat: bool
+) -> None:
     mail.queue(
         session,
         "verify",
@@ -86,9 +93,8 @@ def sign(
         name=signature.name,
         verify_url=links.verify(raw),
         expires_at=signature.verify_expires_at,
-        repeat=False,
+        repeat=repeat,
     )
-    return SignOutcome.PENDING
 
 
 def _find(session: Session, letter: Letter, email_key: str) -> Signature | None:
@@ -116,18 +122,7 @@ def _signed_again(
     if pending:
         signature.verify_token_hash = digest
         signature.verify_expires_at = now + _verify_lifetime()
-        mail.queue(
-            session,
-            "verify",
-            signature.email,
-            _("Please confirm your signature: %(title)s", title=letter.title),
-            signature_id=signature.id,
-            letter=letter,
-            name=signature.name,
-            verify_url=links.verify(raw),
-            expires_at=signature.verify_expires_at,
-            repeat=True,
-        )
+        _queue_verify_link(session, letter, signature, raw, repeat=True)
         return SignOutcome.RESENT
     signature.manage_token_hash = digest
     mail.queue(

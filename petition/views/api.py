@@ -7,6 +7,7 @@ import json
 
 from flask import Blueprint, Response, current_app, request
 
+from petition.cache import remember
 from petition.db import get_session, utcnow
 from petition.models import Letter
 from petition.services import letters
@@ -37,17 +38,19 @@ def letter_json(letter: Letter, count: int) -> dict:
 @bp.get("/letters/<slug>")
 def letter(slug: str):
     """Polled by every open letter page: served from the shared cache, touching no table."""
-    cache = current_app.extensions["petition.cache"]
-    key = f"letter-json:{slug}"
-    body = cache.get(key)
-    if body is None:
+
+    def render() -> bytes:
         session = get_session()
         found = letters.get_public(session, slug)
         document = letter_json(found, cached_count(session, found))
-        body = json.dumps(document, separators=(",", ":")).encode()
-        seconds = current_app.config["COUNT_CACHE_SECONDS"]
-        if seconds > 0:
-            cache.set(key, body, seconds)
+        return json.dumps(document, separators=(",", ":")).encode()
+
+    body = remember(
+        current_app.extensions["petition.cache"],
+        f"letter-json:{slug}",
+        current_app.config["COUNT_CACHE_SECONDS"],
+        render,
+    )
     etag = hashlib.blake2b(body, digest_size=12).hexdigest()
     response = Response(body, mimetype="application/json")
     response.set_etag(etag)

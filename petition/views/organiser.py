@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
+from sqlalchemy.orm import Session
 
 from petition import links
 from petition.db import get_session, transaction, utcnow
 from petition.errors import DomainError
 from petition.forms.organiser import LetterForm, LoginForm
 from petition.limits import LOGIN_LIMIT, limiter
+from petition.models import Letter
 from petition.services import counts, deliveries, letters, organisers
+from petition.services.letters import LetterInput
 from petition.views import csv_response, show_on_form
 
 bp = Blueprint("organiser", __name__, url_prefix="/organiser")
@@ -59,18 +64,32 @@ def dashboard():
 @bp.route("/letters/new", methods=["GET", "POST"])
 @login_required
 def new_letter():
-    form = LetterForm()
+    return _letter_form(
+        LetterForm(),
+        None,
+        lambda session, data: letters.create(session, data, current_user),
+        _("Draft saved. Preview it, then publish when you are ready."),
+    )
+
+
+def _letter_form(
+    form: LetterForm,
+    letter: Letter | None,
+    save: Callable[[Session, LetterInput], Letter | None],
+    saved_message: str,
+):
+    """Show the letter form, or save it and go to the letter; refusals return to the form."""
     if form.validate_on_submit():
         try:
             with transaction() as session:
-                letter = letters.create(session, form.to_input(), current_user)
+                letter = save(session, form.to_input()) or letter
         except DomainError as error:
             show_on_form(form, error)
         else:
-            flash(_("Draft saved. Preview it, then publish when you are ready."))
+            flash(saved_message)
             return redirect(url_for("organiser.show_letter", letter_id=letter.id), 303)
     status = 422 if form.is_submitted() else 200
-    return render_template("organiser/letter_form.html", form=form, letter=None), status
+    return render_template("organiser/letter_form.html", form=form, letter=letter), status
 
 
 @bp.get("/letters/<id:letter_id>")
@@ -95,17 +114,12 @@ def edit_letter(letter_id: int):
     letter = letters.get_for_organiser(get_session(), current_user, letter_id)
     letters.ensure_editable(letter)
     form = LetterForm() if request.method == "POST" else LetterForm.from_letter(letter)
-    if form.validate_on_submit():
-        try:
-            with transaction() as session:
-                letters.update(session, letter, form.to_input())
-        except DomainError as error:
-            show_on_form(form, error)
-        else:
-            flash(_("Changes saved."))
-            return redirect(url_for("organiser.show_letter", letter_id=letter.id), 303)
-    status = 422 if form.is_submitted() else 200
-    return render_template("organiser/letter_form.html", form=form, letter=letter), status
+    return _letter_form(
+        form,
+        letter,
+        lambda session, data: letters.update(session, letter, data),
+        _("Changes saved."),
+    )
 
 
 @bp.get("/letters/<id:letter_id>/preview")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 
 from petition import links, share_image, sharing
+from petition.cache import remember
 from petition.db import get_session, transaction, utcnow
 from petition.forms.sign import PreferencesForm, SignForm
 from petition.models import Letter
@@ -123,15 +124,15 @@ def embed(slug: str):
 @bp.get("/letters/<slug>/share.png")
 def share_png(slug: str):
     """The link-preview picture, redrawn at most once a minute as the count moves."""
-    cache = current_app.extensions["petition.cache"]
-    key = f"share:{slug}"
-    image = cache.get(key)
-    if image is None:
+
+    def draw() -> bytes:
         session = get_session()
         letter = letters.get_public(session, slug)
         count = cached_count(session, letter)
-        image = share_image.render(letter.title, letter.recipient_name, count, letter.goal)
-        cache.set(key, image, SHARE_IMAGE_SECONDS)
+        return share_image.render(letter.title, letter.recipient_name, count, letter.goal)
+
+    cache = current_app.extensions["petition.cache"]
+    image = remember(cache, f"share:{slug}", SHARE_IMAGE_SECONDS, draw)
     response = Response(image, mimetype="image/png")
     response.headers["Cache-Control"] = f"public, max-age={SHARE_IMAGE_SECONDS}"
     return response

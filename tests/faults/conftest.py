@@ -195,6 +195,22 @@ class MailWorker(Process):
 
 
 @pytest.fixture
+def start_web(database_url, smtp_recorder, processes, tmp_path):
+    """Start gunicorn for this test's database; links in its mail point at it."""
+
+    def start(**extra_env: str) -> Gunicorn:
+        port = free_port()
+        server, _recorder = smtp_recorder
+        env = app_environment(database_url, server.port, f"http://127.0.0.1:{port}")
+        env.update(extra_env)
+        web = Gunicorn(env, tmp_path / f"gunicorn-{port}.log", port)
+        processes.append(web)
+        return web
+
+    return start
+
+
+@pytest.fixture
 def processes() -> Iterator[list[Process]]:
     """Everything a test starts, stopped at the end whatever happens."""
     started: list[Process] = []

@@ -16,10 +16,9 @@ from sqlalchemy import select
 from petition.db import transaction
 from petition.models import Message, MessageState, Signature, SignatureState
 from petition.services import counts
-from tests.conftest import free_port, fresh_session, sign_data
+from tests.conftest import fresh_session, sign_data
 from tests.faults.conftest import (
     Browser,
-    Gunicorn,
     MailWorker,
     app_environment,
     burst,
@@ -57,14 +56,11 @@ def _assert_counts_exact(letter) -> None:
 
 
 def test_killing_a_web_worker_mid_burst_loses_no_acknowledged_signature(
-    app, database_url, make_letter, smtp_recorder, processes, tmp_path
+    app, make_letter, start_web
 ):
     letter = make_letter()
-    port = free_port()
-    server, _recorder = smtp_recorder
-    env = app_environment(database_url, server.port, f"http://127.0.0.1:{port}")
-    web = Gunicorn(env, tmp_path / "gunicorn.log", port)
-    processes.append(web)
+    web = start_web()
+    port = web.port
     victim = web.workers()[0]
     killer = threading.Timer(0.4, os.kill, args=(victim, signal.SIGKILL))
     started = time.monotonic()
@@ -88,14 +84,11 @@ def test_killing_a_web_worker_mid_burst_loses_no_acknowledged_signature(
 
 @pytest.mark.postgres
 def test_postgresql_going_away_mid_burst_gives_clean_503s_and_the_app_recovers(
-    app, database_url, make_letter, smtp_recorder, processes, tmp_path
+    app, make_letter, start_web
 ):
     letter = make_letter()
-    port = free_port()
-    server, _recorder = smtp_recorder
-    env = app_environment(database_url, server.port, f"http://127.0.0.1:{port}")
-    web = Gunicorn(env, tmp_path / "gunicorn.log", port)
-    processes.append(web)
+    web = start_web()
+    port = web.port
     cluster = ["pg_ctlcluster", "--skip-systemctl-redirect", _pg_version(), "main"]
     back = threading.Event()
 

@@ -12,27 +12,21 @@ from sqlalchemy import select
 from petition.db import transaction
 from petition.models import Message
 from petition.services import organisers
-from tests.conftest import REDIS_URL, free_port, fresh_session
-from tests.faults.conftest import Browser, Gunicorn, app_environment, verify_links, wait_for
+from tests.conftest import REDIS_URL, fresh_session
+from tests.faults.conftest import Browser, verify_links, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 
 @pytest.fixture
-def two_instances(app, database_url, smtp_recorder, processes, tmp_path):
-    server, _recorder = smtp_recorder
-    ports = [free_port(), free_port()]
-    prefix = "t" + uuid.uuid4().hex  # this test's own rate-limit counters, the same for both
-    instances = []
-    for number, port in enumerate(ports):
-        env = app_environment(database_url, server.port, f"http://127.0.0.1:{ports[0]}")
-        env["PETITION_REDIS_URL"] = REDIS_URL
-        env["PETITION_COUNT_CACHE_SECONDS"] = "1"
-        env["PETITION_RATELIMIT_KEY_PREFIX"] = prefix
-        instance = Gunicorn(env, tmp_path / f"gunicorn{number}.log", port)
-        processes.append(instance)
-        instances.append(instance)
-    return instances
+def two_instances(app, start_web):
+    """Both with the same Redis and their own rate-limit namespace for this test."""
+    shared = {
+        "PETITION_REDIS_URL": REDIS_URL,
+        "PETITION_COUNT_CACHE_SECONDS": "1",
+        "PETITION_RATELIMIT_KEY_PREFIX": "t" + uuid.uuid4().hex,
+    }
+    return [start_web(**shared), start_web(**shared)]
 
 
 def _count(port: int, slug: str) -> int:
