@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, g, session
+from flask import Flask, session
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager
 
@@ -39,10 +39,3 @@ def _load(user_id: str) -> Organiser | None:
 
 def init_app(app: Flask) -> None:
     login_manager.init_app(app)
-    app.teardown_request(_forget_user)
-
-
-def _forget_user(_exc: BaseException | None) -> None:
-    # Flask-Login caches the user on `g`, which lives as long as the app context; where one app
-    # context spans several requests (tests, scripts), each request must still check its own.
-    g.pop("_login_user", None)

@@ -78,6 +78,35 @@ class RedisCache:
             log.warning("cache delete failed: %s", type(error).__name__)
 
 
+class TieredCache:
+    """Redis shared by every instance, with a second's copy in this process in front of it.
+
+    A Redis round trip costs more than a whole cached count answer; keeping what was just read
+    for a second (never longer than the value's own lifetime) spares most of them.
+    """
+
+    def __init__(self, shared: Cache, local_seconds: float = 1.0) -> None:
+        self.shared = shared
+        self.local = ProcessCache()
+        self.local_seconds = local_seconds
+
+    def get(self, key: str) -> bytes | None:
+        value = self.local.get(key)
+        if value is None:
+            value = self.shared.get(key)
+            if value is not None:
+                self.local.set(key, value, self.local_seconds)
+        return value
+
+    def set(self, key: str, value: bytes, seconds: float) -> None:
+        self.shared.set(key, value, seconds)
+        self.local.set(key, value, min(seconds, self.local_seconds))
+
+    def delete(self, key: str) -> None:
+        self.shared.delete(key)
+        self.local.delete(key)
+
+
 def remember(cache: Cache, key: str, seconds: float, compute: Callable[[], bytes]) -> bytes:
     """The cached value for `key`, or compute it and keep it `seconds` (0: never cached)."""
     value = cache.get(key) if seconds > 0 else None
@@ -89,4 +118,4 @@ def remember(cache: Cache, key: str, seconds: float, compute: Callable[[], bytes
 
 
 def from_config(redis_url: str | None) -> Cache:
-    return RedisCache(redis_url) if redis_url else ProcessCache()
+    return TieredCache(RedisCache(redis_url)) if redis_url else ProcessCache()

@@ -6,7 +6,6 @@ import logging
 
 from flask import Flask, Response, jsonify, render_template, request
 from flask_babel import lazy_gettext as _l
-from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -148,8 +147,6 @@ def _http_error(error: HTTPException):
     title, message = _HTTP_WORDS.get(status, (error.name, error.description or ""))
     # Keep what the exception says about itself (Allow on 405, Retry-After on 429).
     headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
-    if isinstance(error, RateLimitExceeded):
-        headers["Retry-After"] = str(error.limit.limit.get_expiry())  # the limit's window
     return _render(status, str(title), str(message), headers)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import shutil
@@ -208,9 +209,22 @@ def app_config(database_url: str, smtp_server: tuple[Controller, Mailbox]) -> di
     }
 
 
+class IsolatedClient(FlaskClient):
+    """Each request in a context of its own, as in production.
+
+    The `app` fixture holds an app context open for the test's own code; without this, every
+    request would share that context's `g` (Flask-Login's user, Flask-WTF's token) with the
+    others, which no deployed request ever does.
+    """
+
+    def open(self, *args: Any, **kwargs: Any):
+        return contextvars.Context().run(super().open, *args, **kwargs)
+
+
 @pytest.fixture
 def app(app_config: dict[str, Any]) -> Iterator[Flask]:
     application = create_app(app_config)
+    application.test_client_class = IsolatedClient
     with application.app_context():
         yield application
     application.extensions["petition.engine"].dispose()

@@ -164,3 +164,28 @@ def test_visitors_get_no_cookie_churn(app, client, make_letter):
     again = client.get(f"/letters/{letter.slug}")
     assert again.headers.getlist("Set-Cookie") == []
     assert client.get("/").headers.getlist("Set-Cookie") == []
+
+
+def test_the_letter_page_is_shared_between_visitors_but_each_gets_their_own_token(
+    app, make_letter, mailbox
+):
+    app.config.update(COUNT_CACHE_SECONDS=60, WTF_CSRF_ENABLED=True)
+    letter = make_letter()
+
+    def token(html: str) -> str:
+        return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
+
+    first, second = app.test_client(), app.test_client()
+    page_one = first.get(f"/letters/{letter.slug}").get_data(as_text=True)
+    with transaction() as session:
+        session.merge(letter).title = "A new title"
+    page_two = second.get(f"/letters/{letter.slug}").get_data(as_text=True)
+    assert "Stand for the leadership" in page_two  # served from the shared copy
+    assert token(page_one) != token(page_two)
+    assert "\x00" not in page_two
+    for client, page in ((first, page_one), (second, page_two)):
+        response = client.post(
+            f"/letters/{letter.slug}/sign",
+            data=sign_data(email=f"{id(client)}@example.org", csrf_token=token(page)),
+        )
+        assert response.status_code == 303

@@ -35,3 +35,17 @@ def test_login_limit_is_shared_between_instances(app_config, make_organiser):
     assert keys, "no rate-limit counters in Redis"
     connection.delete(*keys)
     connection.close()
+
+
+def test_the_shared_cache_lives_in_redis_with_a_short_local_copy():
+    from petition.cache import from_config
+
+    first, second = from_config(REDIS_URL), from_config(REDIS_URL)  # two instances
+    key = "test:" + uuid.uuid4().hex
+    first.set(key, b"41", 5)
+    assert second.get(key) == b"41"  # read through Redis
+    first.set(key, b"42", 5)
+    assert second.get(key) == b"41"  # its local copy, at most a second old
+    second.local.delete(key)
+    assert second.get(key) == b"42"
+    first.delete(key)

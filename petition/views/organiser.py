@@ -13,7 +13,7 @@ from petition import links
 from petition.db import get_session, transaction, utcnow
 from petition.errors import DomainError
 from petition.forms.organiser import LetterForm, LoginForm
-from petition.limits import LOGIN_LIMIT, limiter
+from petition.limits import check_login_attempt
 from petition.models import Letter
 from petition.services import counts, deliveries, letters, organisers
 from petition.services.letters import LetterInput
@@ -23,9 +23,10 @@ bp = Blueprint("organiser", __name__, url_prefix="/organiser")
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(LOGIN_LIMIT, methods=["POST"])
 def login():
     form = LoginForm()
+    if request.method == "POST":
+        check_login_attempt()
     if form.validate_on_submit():
         with transaction() as session:
             organiser = organisers.authenticate(session, form.email.data, form.password.data)

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import get_locale
+from flask_wtf.csrf import generate_csrf
 
 from petition import links, share_image, sharing
 from petition.cache import remember
@@ -61,9 +72,31 @@ def _letter_page(slug: str, form: SignForm | None = None, status: int = 200):
     )
 
 
+# Stands in for the visitor's CSRF token in a cached page (no real token contains a space).
+CSRF_PLACEHOLDER = "\x00csrf token\x00"
+
+
 @bp.get("/letters/<slug>")
 def letter(slug: str):
-    return _letter_page(slug)
+    """The page most visitors see, rendered once every few seconds and shared between them.
+
+    Only the CSRF token differs from one visitor to the next, so it is put in afterwards; the
+    count in the page is as fresh as the cached count would be anyway, and the page's JavaScript
+    keeps it live. Organisers (their own header) and anyone with a message waiting are served a
+    fresh page.
+    """
+    seconds = current_app.config["COUNT_CACHE_SECONDS"]
+    if seconds <= 0 or "_user_id" in session or "_flashes" in session:
+        return _letter_page(slug)
+
+    def render() -> bytes:
+        page, _status = _letter_page(slug)
+        return page.replace(generate_csrf(), CSRF_PLACEHOLDER).encode()
+
+    cache = current_app.extensions["petition.cache"]
+    page = remember(cache, f"page:{get_locale()}:{slug}", seconds, render)
+    page = page.replace(CSRF_PLACEHOLDER.encode(), generate_csrf().encode())
+    return Response(page, mimetype="text/html")
 
 
 @bp.post("/letters/<slug>/sign")
