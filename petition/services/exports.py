@@ -7,7 +7,7 @@ import io
 from collections.abc import Iterator
 from datetime import datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import ColumnElement, Connection, Engine, case, func, literal, select
 
 from petition.models import Letter, Signature, SignatureState
 
@@ -44,32 +44,44 @@ def stream_csv(engine: Engine, letter: Letter) -> Iterator[str]:
     Runs on its own connection with a server-side cursor, so it outlives the request's session
     and never holds more than one chunk of rows in memory.
     """
-    wanted = [Signature.name]
+    details = [Signature.name]
     if letter.ask_postcode:
-        wanted.append(Signature.postcode)
+        details.append(Signature.postcode)
     if letter.ask_organisation:
-        wanted.append(Signature.organisation)
+        details.append(Signature.organisation)
     if letter.ask_comment:
-        wanted.append(Signature.comment)
-    wanted += [Signature.share_email, Signature.email, Signature.verified_at]
-    query = (
-        select(*wanted)
-        .where(Signature.letter_id == letter.id, Signature.state == SignatureState.VERIFIED)
-        .order_by(Signature.verified_at, Signature.id)
-    )
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(columns(letter))
-    yield "\ufeff" + buffer.getvalue()
+        details.append(Signature.comment)
     with engine.connect() as connection:
+        # The database formats the email column and the timestamp: turning each timestamp into
+        # a datetime only to print it again was a quarter of the export's time.
+        shared_email = case((Signature.share_email, Signature.email), else_="")
+        query = (
+            select(*details, shared_email, _utc_iso_seconds(connection, Signature.verified_at))
+            .where(Signature.letter_id == letter.id, Signature.state == SignatureState.VERIFIED)
+            .order_by(Signature.verified_at, Signature.id)
+        )
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow(columns(letter))
+        yield "\ufeff" + buffer.getvalue()
+        free_text = len(details)
         result = connection.execution_options(stream_results=True, yield_per=ROWS_PER_CHUNK)
         for partition in result.execute(query).partitions():
             buffer.seek(0)
             buffer.truncate()
-            for row in partition:
-                *details, share_email, email, verified_at = row
-                cells = [neutralise(value or "") for value in details]
-                cells.append(email if share_email else "")
-                cells.append(verified_at.isoformat(timespec="seconds") if verified_at else "")
-                writer.writerow(cells)
+            writer.writerows(
+                [neutralise(value or "") for value in row[:free_text]] + list(row[free_text:])
+                for row in partition
+            )
             yield buffer.getvalue()
+
+
+def _utc_iso_seconds(connection: Connection, column: ColumnElement) -> ColumnElement[str]:
+    """The timestamp as 2026-11-26T09:01:36+00:00, formatted by the database itself."""
+    if connection.dialect.name == "postgresql":
+        formatted = func.to_char(
+            func.timezone("UTC", column), literal('YYYY-MM-DD"T"HH24:MI:SS"+00:00"')
+        )
+    else:  # SQLite keeps UTC timestamps as text
+        formatted = func.strftime(literal("%Y-%m-%dT%H:%M:%S+00:00"), column)
+    return func.coalesce(formatted, literal("")).label("signed_at")

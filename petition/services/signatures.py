@@ -9,13 +9,14 @@ from datetime import datetime, timedelta
 from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from petition import links, tokens
-from petition.db import utcnow
+from petition.db import is_postgres, utcnow
 from petition.emails import Address
-from petition.errors import InvalidToken, LetterClosed, TokenExpired
+from petition.errors import InvalidToken, LetterClosed, ServiceUnavailable, TokenExpired
 from petition.models import CountEvent, Letter, Signature, SignatureState
 from petition.services import mail
 
@@ -49,33 +50,44 @@ def sign(
     now = now or utcnow()
     if not letter.accepts_signatures(now):
         raise LetterClosed()
-    existing = _find(session, letter, data.address.key)
-    if existing is not None:
-        return _signed_again(session, letter, existing, now)
     raw, digest = tokens.new_token()
-    signature = Signature(
-        letter_id=letter.id,
-        name=data.name,
-        email=data.address.email,
-        email_key=data.address.key,
-        postcode=data.postcode if letter.ask_postcode else None,
-        organisation=data.organisation if letter.ask_organisation else None,
-        comment=data.comment if letter.ask_comment else None,
-        show_name=data.show_name,
-        share_email=data.share_email,
-        verify_token_hash=digest,
-        verify_expires_at=now + _verify_lifetime(),
-        created_at=now,
+    values = {
+        "letter_id": letter.id,
+        "name": data.name,
+        "email": data.address.email,
+        "email_key": data.address.key,
+        "postcode": data.postcode if letter.ask_postcode else None,
+        "organisation": data.organisation if letter.ask_organisation else None,
+        "comment": data.comment if letter.ask_comment else None,
+        "show_name": data.show_name,
+        "share_email": data.share_email,
+        "state": SignatureState.PENDING,
+        "wants_updates": True,
+        "verify_token_hash": digest,
+        "verify_expires_at": now + _verify_lifetime(),
+        "created_at": now,
+    }
+    # One statement whatever happens: a mailbox that already signed (even a moment ago, in a
+    # concurrent request) meets the unique constraint and inserts nothing.
+    insert = postgresql.insert if is_postgres(session) else sqlite.insert
+    statement = (
+        insert(Signature)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["letter_id", "email_key"])
+        .returning(Signature.id)
     )
-    try:
-        with session.begin_nested():
-            session.add(signature)
-    except IntegrityError:
-        # The same mailbox signed in a concurrent request and won the unique constraint.
+    for _attempt in range(2):
+        signature_id = session.execute(statement).scalar()
+        if signature_id is not None:
+            break
+        # The conflicting row is visible once its writer committed, unless it was withdrawn
+        # in between, in which case this mailbox may sign afresh: try the insert once more.
         existing = _find(session, letter, data.address.key)
-        if existing is None:
-            raise
-        return _signed_again(session, letter, existing, now)
+        if existing is not None:
+            return _signed_again(session, letter, existing, now)
+    else:
+        raise ServiceUnavailable()
+    signature = Signature(id=signature_id, **values)  # for the mail below; not re-read
     _queue_verify_link(session, letter, signature, raw, repeat=False)
     return SignOutcome.PENDING
 
@@ -179,11 +191,16 @@ def verify(session: Session, raw: str, now: datetime | None = None) -> VerifyRes
         update(Signature)
         .where(Signature.id == signature.id, Signature.state == SignatureState.PENDING)
         .values(state=SignatureState.VERIFIED, verified_at=now, manage_token_hash=manage_digest)
+        .returning(Signature.id)
         .execution_options(synchronize_session=False)
-    ).rowcount
-    session.refresh(signature)
-    if not changed:
+    ).first()
+    if changed is None:  # the other press won
+        session.refresh(signature)
         return VerifyResult(signature, letter, newly_verified=False)
+    # What the UPDATE wrote, without reading the row back or marking it changed again.
+    set_committed_value(signature, "state", SignatureState.VERIFIED)
+    set_committed_value(signature, "verified_at", now)
+    set_committed_value(signature, "manage_token_hash", manage_digest)
     session.add(CountEvent(letter_id=letter.id, delta=1, created_at=now))
     mail.queue(
         session,
