@@ -16,7 +16,7 @@ from playwright.sync_api import Page, expect
 
 from petition.db import transaction
 from petition.models import CountEvent
-from petition.services import organisers
+from petition.services import deliveries, organisers
 
 pytestmark = [pytest.mark.browser, pytest.mark.only_browser("chromium")]
 
@@ -123,10 +123,17 @@ def test_more_pages_have_no_serious_accessibility_violations(
     page: Page, make_letter, mailbox, emailed_link, live_server, assert_accessible
 ):
     letter = make_letter(goal=100, ask_organisation=True)
-    for path in _public_pages(page, letter, mailbox, emailed_link, live_server):
+    with transaction() as session:
+        delivery = deliveries.create(session, session.merge(letter), days=30)
+    paths = _public_pages(page, letter, mailbox, emailed_link, live_server)
+    for path in [*paths, f"/deliveries/{delivery}"]:
         response = page.goto(path)
         assert response is not None and response.status == 200, path
         assert_accessible(page)
+    page.goto(paths[2])  # the signer's own page: withdrawing ends on one more page
+    page.get_by_role("button", name="Withdraw my signature").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Your signature has been withdrawn")
+    assert_accessible(page)
 
 
 def test_organiser_pages_have_no_serious_accessibility_violations(
