@@ -26,7 +26,7 @@ def run_worker(
     total = mail.DeliveryReport()
     with app.app_context():
         while True:
-            total = _deliver_due(app)
+            total = _deliver_due(app, stop)
             try:
                 with db.transaction() as session:
                     counts.fold(session)
@@ -44,10 +44,10 @@ def run_worker(
                 return total
 
 
-def _deliver_due(app: Flask) -> mail.DeliveryReport:
-    """Deliver batches until nothing more is due (or a batch makes no progress)."""
+def _deliver_due(app: Flask, stop: threading.Event) -> mail.DeliveryReport:
+    """Deliver batches until nothing more is due, a batch makes no progress, or we must stop."""
     total = mail.DeliveryReport()
-    while True:
+    while not stop.is_set():
         try:
             report = mail.deliver_pending(
                 db.new_session,
@@ -66,3 +66,4 @@ def _deliver_due(app: Flask) -> mail.DeliveryReport:
         total.errors += report.errors
         if report.sent == 0 or report.attempted < 100:
             return total
+    return total
