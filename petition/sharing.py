@@ -15,8 +15,12 @@ class ShareLink:
     service: str
 
 
-def links(url: str, title: str) -> list[ShareLink]:
-    text = _("I signed this open letter: %(title)s", title=title)
+def links(url: str, title: str, *, signed: bool = False) -> list[ShareLink]:
+    """Share links; the text says "I signed" only on the page that follows signing."""
+    if signed:
+        text = _("I signed this open letter: %(title)s", title=title)
+    else:
+        text = _("Sign this open letter: %(title)s", title=title)
     return [
         ShareLink("WhatsApp", "https://wa.me/?" + urlencode({"text": f"{text} {url}"}), "whatsapp"),
         ShareLink("X", "https://x.com/intent/post?" + urlencode({"text": text, "url": url}), "x"),

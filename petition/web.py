@@ -47,6 +47,7 @@ def _security_headers(response: Response) -> Response:
         # Pages with tokens or personal data: never cached by a proxy, never leak the URL.
         response.headers["Cache-Control"] = "private, no-store"
         response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["X-Robots-Tag"] = "noindex, nofollow"
     return response
 
 

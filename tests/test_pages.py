@@ -6,8 +6,9 @@ import re
 from datetime import timedelta
 
 from petition.db import transaction, utcnow
+from petition.models import Signature, SignatureState
 from petition.services import counts
-from tests.conftest import api_count, sign_and_confirm, sign_data
+from tests.conftest import api_count, fresh_session, sign_and_confirm, sign_data
 
 
 def test_letter_page_shows_count_progress_days_left_and_recent_public_signers(
@@ -49,8 +50,6 @@ def test_link_previews_have_open_graph_tags_and_a_png(client, make_letter, mailb
 def test_signatory_list_is_paginated_and_public_names_only(client, make_letter, mailbox):
     letter = make_letter(ask_organisation=True, ask_comment=True)
     with transaction() as session:
-        from petition.models import Signature, SignatureState
-
         for number in range(60):
             session.add(
                 Signature(
@@ -139,15 +138,14 @@ def test_signer_can_hide_their_name_stop_updates_and_still_withdraw(client, make
     assert "Jane D." in client.get(f"/letters/{letter.slug}").get_data(as_text=True)
     page = client.get(manage).get_data(as_text=True)
     assert re.search(r'<input checked[^>]*name="show_name"', page)
+    signature = fresh_session().query(Signature).one()
+    assert signature.wants_updates is False  # nobody is opted in to news without asking
     saved = client.post(f"{manage}/preferences", data={})  # both boxes unticked
     assert saved.status_code == 303
     assert "Saved." in client.get(saved.headers["Location"]).get_data(as_text=True)
     assert "Jane D." not in client.get(f"/letters/{letter.slug}").get_data(as_text=True)
     assert api_count(client, letter) == 1  # hiding is not withdrawing
-    from petition.models import Signature
-    from tests.conftest import fresh_session
-
-    signature = fresh_session().query(Signature).one()
+    signature = fresh_session().query(Signature).populate_existing().one()
     assert (signature.show_name, signature.wants_updates) == (False, False)
     client.post(f"{manage}/preferences", data={"show_name": "y", "wants_updates": "y"})
     assert "Jane D." in client.get(f"/letters/{letter.slug}").get_data(as_text=True)

@@ -47,8 +47,8 @@ class SignForm(FlaskForm):
             DataRequired(_l("Enter your postcode.")),
             Length(max=10, message=_l("A postcode is at most 10 characters.")),
             Regexp(
-                r"^[A-Za-z0-9][A-Za-z0-9 -]*$",
-                message=_l("A postcode has only letters, digits and spaces, like LS1 4AP."),
+                r"^(?=.*[0-9])[A-Za-z0-9][A-Za-z0-9 -]*$",
+                message=_l("A postcode has letters, digits and spaces, like LS1 4AP."),
             ),
         ],
         render_kw={"autocomplete": "postal-code", "maxlength": 10},
@@ -77,6 +77,7 @@ class SignForm(FlaskForm):
         _l("Show my first name and initial (and organisation) on the public list of signatories")
     )
     share_email = BooleanField(_l("Share my email address with the recipient"))
+    wants_updates = BooleanField(_l("Email me news about this letter (at most a few times)"))
 
     @classmethod
     def for_letter(cls, letter: Letter, **kwargs: object) -> SignForm:
@@ -93,6 +94,7 @@ class SignForm(FlaskForm):
             address=self.email.address,
             show_name=bool(self.show_name.data),
             share_email=bool(self.share_email.data),
+            wants_updates=bool(self.wants_updates.data),
             postcode=self.postcode.data.upper() if "postcode" in self else None,
             organisation=(self.organisation.data or None) if "organisation" in self else None,
             comment=(self.comment.data or None) if "comment" in self else None,
@@ -105,4 +107,4 @@ class PreferencesForm(FlaskForm):
     show_name = BooleanField(
         _l("Show my first name and initial (and organisation) on the public list of signatories")
     )
-    wants_updates = BooleanField(_l("Send me updates about this letter"))
+    wants_updates = BooleanField(_l("Email me news about this letter (at most a few times)"))

@@ -3,7 +3,7 @@
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, true
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from petition.db import Base, utcnow
@@ -34,8 +34,8 @@ class Signature(Base):
     comment: Mapped[str | None] = mapped_column(String(500))
     show_name: Mapped[bool] = mapped_column(default=False)
     share_email: Mapped[bool] = mapped_column(default=False)
-    # Whether the signer still wants news about this letter (set on "my signature").
-    wants_updates: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # Whether the signer asked for news about this letter (unticked by default; changeable later).
+    wants_updates: Mapped[bool] = mapped_column(default=False, server_default=false())
     state: Mapped[SignatureState] = mapped_column(
         state_enum(SignatureState, "signature_state"), default=SignatureState.PENDING
     )

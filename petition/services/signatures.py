@@ -29,6 +29,7 @@ class SignatureInput:
     address: Address
     show_name: bool = False
     share_email: bool = False
+    wants_updates: bool = False
     postcode: str | None = None
     organisation: str | None = None
     comment: str | None = None
@@ -62,7 +63,7 @@ def sign(
         "show_name": data.show_name,
         "share_email": data.share_email,
         "state": SignatureState.PENDING,
-        "wants_updates": True,
+        "wants_updates": data.wants_updates,
         "verify_token_hash": digest,
         "verify_expires_at": now + _verify_lifetime(),
         "created_at": now,

@@ -195,7 +195,7 @@ def verify(token: str):
         newly_verified=result.newly_verified,
         count=count,
         page_url=url,
-        share_links=sharing.links(url, result.letter.title),
+        share_links=sharing.links(url, result.letter.title, signed=True),
     )
 
 

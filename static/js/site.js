@@ -112,6 +112,13 @@
     });
   }
 
+  /* Forms that cannot be undone ask first (without JavaScript they simply submit). */
+  Array.prototype.forEach.call(document.querySelectorAll("form[data-confirm]"), function (form) {
+    form.addEventListener("submit", function (event) {
+      if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
+    });
+  });
+
   /* A form that came back with errors: move focus to the summary so it is read out first. */
   var summary = document.querySelector("[data-focus-on-load]");
   if (summary) summary.focus();

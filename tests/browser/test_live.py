@@ -131,6 +131,12 @@ def test_more_pages_have_no_serious_accessibility_violations(
         assert response is not None and response.status == 200, path
         assert_accessible(page)
     page.goto(paths[2])  # the signer's own page: withdrawing ends on one more page
+    questions: list[str] = []
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Withdraw my signature").click()
+    assert questions == ["Withdraw your signature and delete your details? This cannot be undone."]
+    expect(page.get_by_role("heading", level=1)).to_have_text("Your signature")  # still there
+    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Withdraw my signature").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Your signature has been withdrawn")
     assert_accessible(page)

@@ -129,6 +129,9 @@ def test_signing_needs_only_a_keyboard(page: Page, make_letter, mailbox, emailed
     page.keyboard.press("Tab")
     assert focused(page)["id"] == "share_email"
     page.keyboard.press("Tab")
+    assert focused(page)["id"] == "wants_updates"
+    expect(page.get_by_role("checkbox", name=re.compile(r"^Email me news"))).not_to_be_checked()
+    page.keyboard.press("Tab")
     assert (focused(page)["tag"], focused(page)["text"]) == ("BUTTON", "Sign the letter")
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
@@ -163,7 +166,7 @@ def test_form_errors_are_announced_linked_to_their_fields_and_keep_what_was_type
     expect(summary).to_be_visible()
     expect(summary).to_be_focused()
 
-    errors = {"email": "Enter a valid email address", "postcode": "A postcode has only letters"}
+    errors = {"email": "Enter a valid email address", "postcode": "A postcode has letters"}
     expect(summary.get_by_role("link")).to_have_count(len(errors))
     for field_id, message in errors.items():
         field = page.locator(f"#{field_id}")
