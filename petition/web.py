@@ -27,6 +27,12 @@ class IdConverter(IntegerConverter):
         super().__init__(url_map, min=1, max=2**63 - 1)
 
 
+def allow_framing(response: Response, policy: str) -> Response:
+    """Give one response its own content security policy (the embeddable widget)."""
+    response.petition_csp = policy
+    return response
+
+
 def init_app(app: Flask) -> None:
     app.url_map.converters["id"] = IdConverter
     # /letters/x/ finds /letters/x rather than a 404: links get pasted with a trailing slash.
@@ -38,16 +44,27 @@ def init_app(app: Flask) -> None:
     )
 
 
+COMMON_HEADERS = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("Permissions-Policy", "interest-cohort=()"),
+]
+PRIVATE_PATHS = ("/organiser", "/verify", "/signature", "/deliveries")
+
+
 def _security_headers(response: Response) -> Response:
-    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault("Permissions-Policy", "interest-cohort=()")
-    if request.path.startswith(("/organiser", "/verify", "/signature", "/deliveries")):
+    # Only appends and assignments: asking werkzeug's Headers about a missing header raises
+    # and catches an exception, which on the count poll cost a fifth of the request.
+    headers = response.headers
+    policy = getattr(response, "petition_csp", CONTENT_SECURITY_POLICY)
+    headers["Content-Security-Policy"] = policy
+    headers.extend(COMMON_HEADERS)
+    if request.path.startswith(PRIVATE_PATHS):
         # Pages with tokens or personal data: never cached by a proxy, never leak the URL.
-        response.headers["Cache-Control"] = "private, no-store"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["X-Robots-Tag"] = "noindex, nofollow"
+        headers["Cache-Control"] = "private, no-store"
+        headers["Referrer-Policy"] = "no-referrer"
+        headers["X-Robots-Tag"] = "noindex, nofollow"
+    else:
+        headers["Referrer-Policy"] = "same-origin"
     return response
 
 
