@@ -31,8 +31,10 @@ from petition.db import transaction
 from petition.services import counts
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
-LOAD_SCENARIOS = ("count", "page-0", "page-1m", "sign", "verify", "sign-burst")
-SCENARIOS = (*LOAD_SCENARIOS, "export")
+LOAD_SCENARIOS = ("count", "page-0", "page-1m", "sign", "verify", "sign-burst", "nginx-count")
+DEFAULT_SCENARIOS = ("count", "page-0", "page-1m", "sign", "verify", "sign-burst", "export")
+# Not in the default run: nginx-count needs nginx, and the soak is long (`python -m bench soak`).
+SCENARIOS = (*LOAD_SCENARIOS, "export", "soak")
 BACKENDS = ("sqlite", "postgresql")
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 GET_PATHS = {
@@ -51,7 +53,11 @@ TARGETS = {
     "sign-burst": "p99 < 250 ms, 0 errors",
     "export-small": "peak RSS < 150 MB",
     "export": "≥ 300k rows/s, RSS < 150 MB, ≤ small + 15 MB",
+    "nginx-count": "≥ 10,000 req/s, count ≤ 5 s old",
 }
+NGINX_TARGET_RPS = 10_000
+NGINX_MAX_LAG_S = 5.0
+VERIFY_LINK = re.compile(r"/verify/([A-Za-z0-9_-]+)")
 PG_WRITE_TARGET = "≥ 0.80 × SQLite"
 
 
@@ -100,8 +106,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scenarios",
-        default=",".join(SCENARIOS),
-        help=f"comma-separated, from: {', '.join(SCENARIOS)} (default: all)",
+        default=",".join(DEFAULT_SCENARIOS),
+        help=f"comma-separated, from: {', '.join(SCENARIOS)} (default: all but nginx-count "
+        "and soak)",
+    )
+    parser.add_argument("--nginx-seconds", type=float, default=20.0, help="nginx-count length (20)")
+    parser.add_argument(
+        "--nginx-connections", type=int, default=128, help="nginx-count wrk connections (128)"
+    )
+    parser.add_argument(
+        "--nginx-ignore-cache-control",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="nginx-count: ignore the app's Cache-Control and cache 1 s, as deploy/nginx does "
+        "(--no-nginx-ignore-cache-control: honour max-age=5)",
+    )
+    parser.add_argument(
+        "--soak-signatures", type=int, default=200_000, help="soak: signatures (200,000)"
+    )
+    parser.add_argument(
+        "--soak-connections",
+        type=int,
+        default=8,
+        help="soak: wrk connections per app instance (8)",
     )
     parser.add_argument(
         "--backends",
@@ -125,6 +152,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds = min(args.seconds, 3.0)
+        args.nginx_seconds = min(args.nginx_seconds, 6.0)
         args.warmup = min(args.warmup, 1.0)
         args.rows = min(args.rows, 100_000)
         args.burst_seconds = min(args.burst_seconds, 10.0)
@@ -553,6 +581,188 @@ def expected_status_errors(result: dict[str, Any], expected: int | None) -> int:
     return result["socket_errors"] + unexpected
 
 
+def shown_count(port: int, path: str) -> int | None:
+    """signature_count of the letter JSON at `path`, as a visitor gets it (None: no answer)."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=5)
+    try:
+        connection.request("GET", path, headers={"Accept": "application/json"})
+        response = connection.getresponse()
+        body = response.read()
+        if response.status != 200:
+            return None
+        return int(json.loads(body)["signature_count"])
+    except (OSError, ValueError, KeyError):
+        return None
+    finally:
+        connection.close()
+
+
+def exact_count(db: seed.BenchDatabase, letter_id: int) -> int:
+    """What counts.current computes: the stored count plus the events not folded yet."""
+    return int(
+        db.scalar(
+            "SELECT l.signature_count + COALESCE((SELECT SUM(e.delta) FROM count_event e "
+            "WHERE e.letter_id = l.id), 0) FROM letter l WHERE l.id = :id",
+            id=letter_id,
+        )
+    )
+
+
+def verify_token_for(db: seed.BenchDatabase, email_key: str) -> str | None:
+    """The raw token in the (unsent) confirmation mail queued for this address."""
+    body = db.scalar(
+        "SELECT m.body_text FROM message m JOIN signature s ON s.id = m.signature_id "
+        "WHERE s.email_key = :key AND m.kind = 'verify' ORDER BY m.id DESC LIMIT 1",
+        key=email_key,
+    )
+    match = VERIFY_LINK.search(body or "")
+    return match.group(1) if match else None
+
+
+class LagProbe(threading.Thread):
+    """While nginx is loaded: sign and confirm one signature at a time through the app, then
+    poll the count through nginx until it shows it; the wait is how old the count was."""
+
+    def __init__(
+        self,
+        db: seed.BenchDatabase,
+        app_port: int,
+        proxy_port: int,
+        slug: str,
+        letter_id: int,
+        cookie: str,
+        csrf: str,
+    ) -> None:
+        super().__init__(name="bench-lag-probe", daemon=True)
+        self.db, self.app_port, self.proxy_port = db, app_port, proxy_port
+        self.slug, self.letter_id, self.cookie, self.csrf = slug, letter_id, cookie, csrf
+        self.halt = threading.Event()
+        self.lags: list[float] = []
+        self.samples: list[dict[str, Any]] = []  # every poll: the database's and nginx's count
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        tag = uuid.uuid4().hex[:6]
+        path = f"/api/v1/letters/{self.slug}"
+        number = 0
+        while not self.halt.is_set():
+            number += 1
+            address = f"lag-{tag}-{number}@example.org"
+            try:
+                status = post(
+                    self.app_port,
+                    f"/letters/{self.slug}/sign",
+                    self.cookie,
+                    {"csrf_token": self.csrf, "name": f"Lag Probe {number}", "email": address},
+                )
+                token = verify_token_for(self.db, address) if status == 303 else None
+                if token is None:
+                    self.errors.append(f"sign answered {status}, no token")
+                    return
+                status = post(
+                    self.app_port, f"/verify/{token}", self.cookie, {"csrf_token": self.csrf}
+                )
+                confirmed = time.monotonic()
+                if status != 200:
+                    self.errors.append(f"verify answered {status}")
+                    return
+                expected = exact_count(self.db, self.letter_id)
+                while time.monotonic() - confirmed < 30:
+                    shown = shown_count(self.proxy_port, path)
+                    now = time.monotonic()
+                    actual = exact_count(self.db, self.letter_id)
+                    self.samples.append(
+                        {"t": round(now - confirmed, 3), "database": actual, "nginx": shown}
+                    )
+                    if shown is not None and shown >= expected:
+                        self.lags.append(round(now - confirmed, 3))
+                        break
+                    time.sleep(0.05)
+                else:
+                    self.errors.append(f"nginx never showed {expected} within 30 s")
+            except Exception as error:  # reported, never fatal to the measurement
+                self.errors.append(repr(error)[:200])
+                return
+            self.halt.wait(0.3)
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(timeout=60)
+
+
+def nginx_count(
+    runner: Runner, server: Gunicorn, db: seed.BenchDatabase, cookie: str, csrf: str, label: str
+) -> dict[str, Any]:
+    """GET the count JSON through nginx's one-second micro-cache (bench/nginx.conf.template)."""
+    from bench.nginx import Nginx, version
+
+    args = runner.args
+    path = GET_PATHS["count"]
+    slug = path.rsplit("/", 1)[1]
+    letter_id = int(db.scalar("SELECT id FROM letter WHERE slug = :s", s=slug))
+    settings = wrk.WrkSettings(threads=args.threads, connections=args.nginx_connections)
+    with Nginx(server.port, args.nginx_ignore_cache_control) as proxy:
+        if args.warmup > 0:
+            wrk.run(proxy.url + path, "get.lua", args.warmup, settings)
+        probe = LagProbe(db, server.port, proxy.port, slug, letter_id, cookie, csrf)
+        gunicorn_pids, nginx_pids = server.pids(), proxy.pids()
+        gunicorn_before = cpu.process_cpu(gunicorn_pids)
+        nginx_before = cpu.process_cpu(nginx_pids)
+        database_pids = runner.database_pids()
+        database_before = cpu.process_cpu(database_pids)
+        before = cpu.CpuSnapshot.take(gunicorn_pids + nginx_pids)
+        probe.start()
+        result = wrk.run(proxy.url + path, "get.lua", args.nginx_seconds, settings)
+        probe.stop()
+        requests = result["requests"]
+        result.update(
+            cpu.account(
+                before,
+                server.pids() + proxy.pids(),
+                requests,
+                database_before,
+                sorted(set(database_pids) | set(runner.database_pids())),
+            )
+        )
+        gunicorn_s = sum(cpu.process_cpu(gunicorn_pids).values()) - sum(gunicorn_before.values())
+        nginx_s = sum(cpu.process_cpu(nginx_pids).values()) - sum(nginx_before.values())
+        errors_logged = [
+            line
+            for line in proxy.error_log(200).splitlines()
+            if "[error]" in line or "[crit]" in line
+        ]
+    seconds = max(result["seconds"], 1e-9)
+    lags = sorted(probe.lags)
+    gaps = [s["database"] - s["nginx"] for s in probe.samples if s["nginx"] is not None]
+    result.update(
+        connections=args.nginx_connections,
+        nginx_version=version(),
+        nginx_ignores_cache_control=args.nginx_ignore_cache_control,
+        gunicorn_cpu_pct=round(100 * gunicorn_s / (seconds * (os.cpu_count() or 1)), 1),
+        nginx_cpu_ms_per_req=round(1000 * nginx_s / requests, 4) if requests else 0.0,
+        gunicorn_cpu_ms_per_req=round(1000 * gunicorn_s / requests, 4) if requests else 0.0,
+        lag={
+            "confirmations": len(lags),
+            "seconds": lags,
+            "max_s": lags[-1] if lags else None,
+            "median_s": lags[len(lags) // 2] if lags else None,
+            "max_count_gap": max(gaps) if gaps else None,
+            "polls": len(probe.samples),
+            "errors": probe.errors,
+        },
+        nginx_error_log=errors_logged[:10],
+    )
+    log(
+        f"{label}: {result['rps']:,.0f} req/s through nginx ({args.nginx_connections} "
+        f"connections), p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, errors "
+        f"{result['non_2xx_3xx']}+{result['socket_errors']}; count lag after a confirmation "
+        f"{lags or '-'} s (max gap {result['lag']['max_count_gap']}); gunicorn used "
+        f"{result['gunicorn_cpu_pct']}% of the machine, nginx {result['nginx_cpu_ms_per_req']} "
+        f"ms/req; other processes {result['foreign_cpu_pct']}%"
+    )
+    return result
+
+
 def run_load(
     runner: Runner,
     db: seed.BenchDatabase,
@@ -653,6 +863,8 @@ def run_load(
                 def measure(attempt: int, name: str = name, label: str = label) -> dict[str, Any]:
                     if name in GET_PATHS:
                         return get(GET_PATHS[name], label)
+                    if name == "nginx-count":
+                        return nginx_count(runner, server, db, cookie, csrf, label)
                     if name in ("sign", "sign-burst"):
                         return sign(label, burst=name == "sign-burst")
                     return verify(label, attempt)
@@ -687,8 +899,13 @@ def run_exports(
     log(f"export start-up (0 rows): {startup['seconds']} s, {startup['peak_rss_mb']} MB")
     for key, letter in (("export-small", small), ("export", big)):
         result = run_export(db, env, letter.slug, work / f"{letter.slug}.csv")
-        if result["rows"] != letter.verified:
-            raise RuntimeError(f"export wrote {result['rows']} rows, not {letter.verified}")
+        # The seeded rows, plus any the nginx-count lag probe signed and confirmed.
+        verified = db.scalar(
+            "SELECT count(*) FROM signature WHERE letter_id = :id AND state = 'verified'",
+            id=letter.letter_id,
+        )
+        if result["rows"] != verified:
+            raise RuntimeError(f"export wrote {result['rows']} rows, not {verified}")
         net = result["seconds"] - startup["seconds"]
         result["rows_per_s_after_startup"] = round(result["rows"] / net, 1) if net > 0 else None
         result["startup_seconds"] = startup["seconds"]
@@ -737,6 +954,14 @@ def judge(rows: list[dict[str, Any]], baseline_rps: float) -> None:
                 ok = row["ratio_to_sqlite"] >= 0.8
             else:
                 row["target"], ok = TARGETS[scenario], ratio >= 0.25
+        elif scenario == "nginx-count":
+            lag = row.get("lag", {})
+            fresh = (
+                lag.get("max_s") is not None
+                and lag["max_s"] <= NGINX_MAX_LAG_S
+                and not lag.get("errors")
+            )
+            row["target"], ok = TARGETS[scenario], row["rps"] >= NGINX_TARGET_RPS and fresh
         elif scenario == "sign-burst":
             row["target"], ok = TARGETS[scenario], row["p99_ms"] < 250
         elif scenario == "export-small":
@@ -803,16 +1028,30 @@ def table(rows: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    wrk.wrk_binary()
+def checked_redis_url() -> str | None:
     redis_url = os.environ.get("PETITION_BENCH_REDIS_URL") or None
     if redis_url and urllib.parse.urlsplit(redis_url).hostname not in ("127.0.0.1",):
         raise SystemExit("PETITION_BENCH_REDIS_URL must point at 127.0.0.1")
+    return redis_url
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "soak":
+        from bench import soak
+
+        return soak.main(argv[1:])
+    args = parse_args(argv)
+    if args.scenario_list == ["soak"]:
+        from bench import soak
+
+        return soak.main(argv)
+    wrk.wrk_binary()
+    redis_url = checked_redis_url()
     workdir = Path(tempfile.mkdtemp(prefix="petition-bench-"))
     runner = Runner(args, workdir)
     started = datetime.now(UTC)
-    command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m bench " + " ".join(argv)
     for name in ("PETITION_BENCH_REDIS_URL", "PETITION_BENCH_DATABASE_URL"):
         if os.environ.get(name):
             shown = os.environ[name]
@@ -847,10 +1086,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         baselines.append(run_baseline(runner, "before"))
         for backend in args.backend_list:
-            backend_rows, info = run_backend(runner, backend, redis_url)
-            rows += backend_rows
-            backends.append(info)
+            if set(args.scenario_list) - {"soak"}:
+                backend_rows, info = run_backend(runner, backend, redis_url)
+                rows += backend_rows
+                backends.append(info)
         baselines.append(run_baseline(runner, "after"))
+        if "soak" in args.scenario_list:
+            from bench import soak
+
+            soaks = [soak.run_soak(args, name, redis_url, workdir) for name in args.backend_list]
+            report["soak"] = soaks
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for base in baselines:
@@ -877,5 +1122,9 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     report["table"] = text
     args.output.write_text(json.dumps(report, indent=2) + "\n")
+    soak_ok = True
+    for item in report.get("soak", []):
+        print("\n" + soak.summary(item))
+        soak_ok = soak_ok and item["ok"]
     print(f"\nwritten to {args.output}")
-    return 0
+    return 0 if soak_ok else 1

@@ -77,6 +77,39 @@ def run(
     return summarise(raw)
 
 
+def spawn(
+    url: str, script: str, seconds: float, settings: WrkSettings, args: list[str]
+) -> subprocess.Popen[str]:
+    """Start wrk without waiting (the soak runs two at once and interrupts each when its
+    script says every thread is done); read it back with collect()."""
+    if not url.startswith("http://127.0.0.1:"):
+        raise ValueError(f"refusing to send traffic anywhere but 127.0.0.1: {url}")
+    command = [
+        wrk_binary(),
+        f"-t{settings.threads}",
+        f"-c{settings.connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        settings.timeout,
+        "-s",
+        str(LUA / script),
+        url,
+        "--",
+        *args,
+    ]
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+def collect(process: subprocess.Popen[str], timeout: float = 60) -> dict[str, Any]:
+    stdout, stderr = process.communicate(timeout=timeout)
+    line = next((row for row in stdout.splitlines() if row.startswith(MARKER)), None)
+    if line is None:
+        raise RuntimeError(f"wrk failed ({process.returncode}):\n{stdout}\n{stderr}")
+    return summarise(json.loads(line.removeprefix(MARKER)))
+
+
 def summarise(raw: dict[str, Any]) -> dict[str, Any]:
     seconds = raw["duration_us"] / 1e6
     latency = raw["latency_us"]
