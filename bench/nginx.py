@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import grp
-import http.client
 import os
 import pwd
 import shutil
@@ -19,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.servers import HOST, free_port
+from bench.servers import HOST, free_port, probe
 
 TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
 
@@ -107,14 +106,7 @@ class Nginx:
         raise RuntimeError(f"nginx did not answer within {timeout:.0f} s:\n{self.error_log()}")
 
     def _probe(self) -> int | None:
-        connection = http.client.HTTPConnection(HOST, self.port, timeout=2)
-        try:
-            connection.request("GET", "/nginx-bench-probe")
-            return connection.getresponse().status
-        except OSError:
-            return None
-        finally:
-            connection.close()
+        return probe(self.port, "/nginx-bench-probe")
 
     def worker_pids(self) -> list[int]:
         if self.process is None:

@@ -121,14 +121,7 @@ class Gunicorn:
         raise RuntimeError(f"gunicorn did not answer within {timeout:.0f} s:\n{self.log_tail()}")
 
     def _probe(self) -> int | None:
-        connection = http.client.HTTPConnection(HOST, self.port, timeout=2)
-        try:
-            connection.request("GET", self.ready_path)
-            return connection.getresponse().status
-        except OSError:
-            return None
-        finally:
-            connection.close()
+        return probe(self.port, self.ready_path)
 
     def pids(self) -> list[int]:
         """The master and its current workers."""
@@ -193,3 +186,15 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return "State:\tZ" not in status
+
+
+def probe(port: int, path: str) -> int | None:
+    """The status of GET `path` on 127.0.0.1:`port`, or None while nothing answers."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=2)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status
+    except OSError:
+        return None
+    finally:
+        connection.close()

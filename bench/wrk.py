@@ -47,21 +47,7 @@ def run(
     connections: int | None = None,
 ) -> dict[str, Any]:
     """Drive `url` for `seconds`; returns requests/s, latency percentiles (ms) and errors."""
-    if not url.startswith("http://127.0.0.1:"):
-        raise ValueError(f"refusing to send traffic anywhere but 127.0.0.1: {url}")
-    command = [
-        wrk_binary(),
-        f"-t{settings.threads}",
-        f"-c{connections or settings.connections}",
-        f"-d{max(1, round(seconds))}s",
-        "--timeout",
-        settings.timeout,
-        "-s",
-        str(LUA / script),
-        url,
-    ]
-    if args:
-        command += ["--", *args]
+    command = _command(url, script, seconds, settings, connections, args or [])
     completed = subprocess.run(
         command, capture_output=True, text=True, timeout=seconds + 60, check=False
     )
@@ -82,24 +68,35 @@ def spawn(
 ) -> subprocess.Popen[str]:
     """Start wrk without waiting (the soak runs two at once and interrupts each when its
     script says every thread is done); read it back with collect()."""
+    command = _command(url, script, seconds, settings, None, args)
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+def _command(
+    url: str,
+    script: str,
+    seconds: float,
+    settings: WrkSettings,
+    connections: int | None,
+    args: list[str],
+) -> list[str]:
+    """wrk's command line; refuses any target but this machine."""
     if not url.startswith("http://127.0.0.1:"):
         raise ValueError(f"refusing to send traffic anywhere but 127.0.0.1: {url}")
     command = [
         wrk_binary(),
         f"-t{settings.threads}",
-        f"-c{settings.connections}",
+        f"-c{connections or settings.connections}",
         f"-d{max(1, round(seconds))}s",
         "--timeout",
         settings.timeout,
         "-s",
         str(LUA / script),
         url,
-        "--",
-        *args,
     ]
-    return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+    return [*command, "--", *args] if args else command
 
 
 def collect(process: subprocess.Popen[str], timeout: float = 60) -> dict[str, Any]:
