@@ -10,6 +10,7 @@ from flask_babel import Babel
 from flask_wtf import CSRFProtect
 
 from petition import auth, cache, config, db, errors, limits, web
+from petition.services import letters
 from petition.services.counts import CountCache
 
 _HERE = Path(__file__).resolve().parent
@@ -46,6 +47,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     web.init_app(app)
     app.extensions["petition.cache"] = shared_cache = cache.from_config(app.config["REDIS_URL"])
     app.extensions["petition.counts"] = CountCache(shared_cache, app.config["COUNT_CACHE_SECONDS"])
+    app.extensions["petition.signable"] = cache.ProcessCache[letters.SignableLetter]()
     from petition.views import api, deliveries, organiser, public
 
     for blueprint in (public.bp, organiser.bp, deliveries.bp, api.bp):

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -21,21 +21,28 @@ class Cache(Protocol):
     def delete(self, key: str) -> None: ...
 
 
-class ProcessCache:
-    """A dict with expiry times, bounded so that a flood of keys cannot grow it forever."""
+V = TypeVar("V")
+
+
+class ProcessCache(Generic[V]):
+    """A dict with expiry times, bounded so that a flood of keys cannot grow it forever.
+
+    It holds bytes when it stands in for the shared cache, and may hold objects that never
+    leave this process.
+    """
 
     def __init__(self, max_entries: int = 10_000) -> None:
         self.max_entries = max_entries
-        self._items: dict[str, tuple[float, bytes]] = {}
+        self._items: dict[str, tuple[float, V]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str) -> V | None:
         item = self._items.get(key)
         if item is None or item[0] <= time.monotonic():
             return None
         return item[1]
 
-    def set(self, key: str, value: bytes, seconds: float) -> None:
+    def set(self, key: str, value: V, seconds: float) -> None:
         with self._lock:
             if len(self._items) >= self.max_entries:
                 now = time.monotonic()
@@ -87,7 +94,7 @@ class TieredCache:
 
     def __init__(self, shared: Cache, local_seconds: float = 1.0) -> None:
         self.shared = shared
-        self.local = ProcessCache()
+        self.local: ProcessCache[bytes] = ProcessCache()
         self.local_seconds = local_seconds
 
     def get(self, key: str) -> bytes | None:
@@ -118,4 +125,4 @@ def remember(cache: Cache, key: str, seconds: float, compute: Callable[[], bytes
 
 
 def from_config(redis_url: str | None) -> Cache:
-    return TieredCache(RedisCache(redis_url)) if redis_url else ProcessCache()
+    return TieredCache(RedisCache(redis_url)) if redis_url else ProcessCache[bytes]()

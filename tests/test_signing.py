@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from petition.db import transaction, utcnow
 from petition.models import Message, MessageState, Signature, SignatureState
-from petition.services import signatures
+from petition.services import letters, signatures
 from tests.conftest import api_count, fresh_session, sign_and_confirm, sign_data
 
 
@@ -238,6 +238,26 @@ def test_letter_past_its_closing_date_is_closed(client, make_letter):
     assert client.get(f"/api/v1/letters/{letter.slug}").get_json()["status"] == "closed"
 
 
+def test_closing_takes_effect_at_once_though_the_sign_form_is_cached(
+    app, client, make_letter, mailbox
+):
+    app.config["COUNT_CACHE_SECONDS"] = 60
+    letter = make_letter()
+    assert client.post(f"/letters/{letter.slug}/sign", data=sign_data()).status_code == 303
+    with transaction() as session:
+        letters.close(session, session.merge(letter))
+    # The letter's terms are still cached for the form; the INSERT itself sees it closed.
+    again = client.post(f"/letters/{letter.slug}/sign", data=sign_data(email="late@example.org"))
+    assert again.status_code == 409
+    assert "no longer collecting signatures" in again.get_data(as_text=True)
+    # A repeat from someone who already signed is told the same, and no mail is queued.
+    repeat = client.post(f"/letters/{letter.slug}/sign", data=sign_data())
+    assert repeat.status_code == 409
+    emails = fresh_session().scalars(select(Signature.email).order_by(Signature.id)).all()
+    assert emails == ["jane@example.org"]
+    assert fresh_session().scalar(select(func.count()).select_from(Message)) == 1
+
+
 def test_pending_signature_cannot_be_confirmed_after_the_letter_closes(
     client, make_letter, mailbox
 ):
@@ -246,8 +266,6 @@ def test_pending_signature_cannot_be_confirmed_after_the_letter_closes(
     mailbox.deliver()
     verify_path = mailbox.link("jane@example.org", "/verify/")
     with transaction() as session:
-        from petition.services import letters
-
         letters.close(session, session.merge(letter))
     assert client.post(verify_path).status_code == 409
     assert api_count(client, letter) == 0

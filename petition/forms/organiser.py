@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     DateField,
@@ -18,6 +17,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from petition.dates import LOCAL_TIME, closing_day, end_of_day
+from petition.forms import Form
 from petition.forms.validators import email_address, multi_line, single_line, strip, whole_number
 from petition.models import Letter
 from petition.services.letters import GOAL_MAX, SLUG_MAX, LetterInput
@@ -30,7 +30,7 @@ def within_five_years(form: object, field: DateField) -> None:
         raise ValidationError(_l("The closing date must be within five years."))
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     email = EmailField(
         _l("Email address"),
         filters=[strip],
@@ -50,7 +50,7 @@ class LoginForm(FlaskForm):
     )
 
 
-class LetterForm(FlaskForm):
+class LetterForm(Form):
     title = StringField(
         _l("Title"),
         filters=[strip],

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
+from petition.forms import Form
 from petition.forms.validators import email_address, multi_line, single_line, strip
-from petition.models import Letter
-from petition.services.signatures import SignatureInput
+from petition.services.signatures import SignatureInput, SigningTerms
 
 OPTIONAL_FIELDS = {
     "postcode": "ask_postcode",
@@ -18,7 +17,7 @@ OPTIONAL_FIELDS = {
 }
 
 
-class SignForm(FlaskForm):
+class SignForm(Form):
     name = StringField(
         _l("Your name"),
         filters=[strip],
@@ -80,7 +79,7 @@ class SignForm(FlaskForm):
     wants_updates = BooleanField(_l("Email me news about this letter (at most a few times)"))
 
     @classmethod
-    def for_letter(cls, letter: Letter, **kwargs: object) -> SignForm:
+    def for_letter(cls, letter: SigningTerms, **kwargs: object) -> SignForm:
         """The form with only the optional fields this letter asks for."""
         form = cls(**kwargs)
         for field_name, flag in OPTIONAL_FIELDS.items():
@@ -101,7 +100,7 @@ class SignForm(FlaskForm):
         )
 
 
-class PreferencesForm(FlaskForm):
+class PreferencesForm(Form):
     """A signer's choices after signing, changed from the link in their email."""
 
     show_name = BooleanField(

@@ -221,6 +221,38 @@ def get_public(session: Session, slug: str) -> Letter:
     return letter
 
 
+@dataclass(frozen=True)
+class SignableLetter:
+    """What the sign form and signing need of a published letter: small enough to cache.
+
+    Whether the letter still takes signatures is not part of it; signing checks that in SQL.
+    """
+
+    id: int
+    slug: str
+    title: str
+    ask_postcode: bool
+    ask_organisation: bool
+    ask_comment: bool
+
+
+def get_signable(session: Session, slug: str) -> SignableLetter:
+    """The parts of a published letter that signing needs, or LetterNotFound."""
+    row = session.execute(
+        select(
+            Letter.id,
+            Letter.slug,
+            Letter.title,
+            Letter.ask_postcode,
+            Letter.ask_organisation,
+            Letter.ask_comment,
+        ).where(Letter.slug == slug, Letter.status != LetterStatus.DRAFT)
+    ).first()
+    if row is None:
+        raise LetterNotFound()
+    return SignableLetter(*row)
+
+
 def get_by_slug(session: Session, slug: str) -> Letter:
     """Any letter by slug, drafts included (operators' commands)."""
     letter = session.scalar(select(Letter).where(Letter.slug == slug))

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import render_template
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from petition.db import begin_write, is_postgres, utcnow
@@ -32,19 +32,26 @@ def queue(
     *,
     signature_id: int | None = None,
     **context: Any,
-) -> Message:
+) -> None:
     """Render templates/email/<kind>.txt and add it to the outbox in the caller's transaction."""
-    body = render_template(f"email/{kind}.txt", **context)
-    message = Message(
-        kind=kind,
-        to_address=to_address,
-        subject=" ".join(subject.split())[:250],  # one line: a header must not break
-        body_text=body,
-        signature_id=signature_id,
-        next_attempt_at=utcnow(),
+    now = utcnow()
+    # A plain INSERT on the session's connection: every signature queues one, and the ORM's
+    # unit of work cost a tenth of the sign request without adding anything here.
+    session.connection().execute(
+        _INSERT_MESSAGE,
+        {
+            "kind": kind,
+            "to_address": to_address,
+            "subject": " ".join(subject.split())[:250],  # one line: a header must not break
+            "body_text": render_template(f"email/{kind}.txt", **context),
+            "signature_id": signature_id,
+            "next_attempt_at": now,
+            "created_at": now,
+        },
     )
-    session.add(message)
-    return message
+
+
+_INSERT_MESSAGE = insert(Message.__table__)
 
 
 def count_recent(session: Session, signature_id: int, kind: str, since: datetime) -> int:

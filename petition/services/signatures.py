@@ -5,19 +5,21 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Protocol
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import delete, select, update
+from sqlalchemy import Insert, bindparam, delete, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from petition import links, tokens
-from petition.db import is_postgres, utcnow
+from petition.db import utcnow
 from petition.emails import Address
 from petition.errors import InvalidToken, LetterClosed, ServiceUnavailable, TokenExpired
-from petition.models import CountEvent, Letter, Signature, SignatureState
+from petition.models import CountEvent, Letter, LetterStatus, Signature, SignatureState
 from petition.services import mail
 
 DUPLICATE_NOTICE_INTERVAL = timedelta(minutes=10)
@@ -44,13 +46,25 @@ class SignOutcome(enum.Enum):
     THROTTLED = "throttled"
 
 
+class SigningTerms(Protocol):
+    """What signing needs of a letter: a Letter, or a cached snapshot of one."""
+
+    id: int
+    title: str
+    ask_postcode: bool
+    ask_organisation: bool
+    ask_comment: bool
+
+
 def sign(
-    session: Session, letter: Letter, data: SignatureInput, now: datetime | None = None
+    session: Session, letter: SigningTerms, data: SignatureInput, now: datetime | None = None
 ) -> SignOutcome:
-    """Record a pending signature and queue its confirmation link, or handle a repeat signing."""
+    """Record a pending signature and queue its confirmation link, or handle a repeat signing.
+
+    The letter may be a snapshot a few seconds old: whether it still takes signatures is
+    decided by the INSERT itself, against the letter row as it is now.
+    """
     now = now or utcnow()
-    if not letter.accepts_signatures(now):
-        raise LetterClosed()
     raw, digest = tokens.new_token()
     values = {
         "letter_id": letter.id,
@@ -62,57 +76,117 @@ def sign(
         "comment": data.comment if letter.ask_comment else None,
         "show_name": data.show_name,
         "share_email": data.share_email,
-        "state": SignatureState.PENDING,
         "wants_updates": data.wants_updates,
         "verify_token_hash": digest,
         "verify_expires_at": now + _verify_lifetime(),
         "created_at": now,
     }
     # One statement whatever happens: a mailbox that already signed (even a moment ago, in a
-    # concurrent request) meets the unique constraint and inserts nothing.
-    insert = postgresql.insert if is_postgres(session) else sqlite.insert
-    statement = (
-        insert(Signature)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["letter_id", "email_key"])
-        .returning(Signature.id)
-    )
+    # concurrent request) meets the unique constraint, and a closed letter selects no row;
+    # either way nothing is inserted.
+    statement = _sign_statement(session.get_bind().dialect.name)
     for _attempt in range(2):
-        signature_id = session.execute(statement).scalar()
+        signature_id = session.connection().execute(statement, values).scalar()
         if signature_id is not None:
             break
+        if not _accepts_signatures(session, letter.id, now):
+            raise LetterClosed()
         # The conflicting row is visible once its writer committed, unless it was withdrawn
         # in between, in which case this mailbox may sign afresh: try the insert once more.
-        existing = _find(session, letter, data.address.key)
+        existing = _find(session, letter.id, data.address.key)
         if existing is not None:
             return _signed_again(session, letter, existing, now)
     else:
         raise ServiceUnavailable()
-    signature = Signature(id=signature_id, **values)  # for the mail below; not re-read
-    _queue_verify_link(session, letter, signature, raw, repeat=False)
+    _queue_verify_link(
+        session,
+        letter,
+        signature_id=signature_id,
+        email=data.address.email,
+        name=data.name,
+        raw=raw,
+        expires_at=values["verify_expires_at"],
+        repeat=False,
+    )
     return SignOutcome.PENDING
 
 
+_SIGN_COLUMNS = (
+    "letter_id",
+    "name",
+    "email",
+    "email_key",
+    "postcode",
+    "organisation",
+    "comment",
+    "show_name",
+    "share_email",
+    "wants_updates",
+    "verify_token_hash",
+    "verify_expires_at",
+    "created_at",
+)
+
+
+@cache
+def _sign_statement(dialect: str) -> Insert:
+    """INSERT … SELECT … FROM letter WHERE it is open … ON CONFLICT DO NOTHING RETURNING id.
+
+    Built once per dialect: constructing it per request cost more than executing it.
+    """
+    table = Signature.__table__
+    letters = Letter.__table__
+    now = bindparam("created_at", type_=table.c.created_at.type)
+    row = select(
+        *(bindparam(name, type_=table.c[name].type) for name in _SIGN_COLUMNS),
+        literal(SignatureState.PENDING, table.c.state.type),
+    ).where(
+        letters.c.id == bindparam("letter_id"),
+        letters.c.status == LetterStatus.OPEN,
+        or_(letters.c.closes_at.is_(None), letters.c.closes_at > now),
+    )
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(table)
+        .from_select([*_SIGN_COLUMNS, "state"], row)
+        .on_conflict_do_nothing(index_elements=["letter_id", "email_key"])
+        .returning(table.c.id)
+    )
+
+
+def _accepts_signatures(session: Session, letter_id: int, now: datetime) -> bool:
+    letter = session.get(Letter, letter_id)
+    return letter is not None and letter.accepts_signatures(now)
+
+
 def _queue_verify_link(
-    session: Session, letter: Letter, signature: Signature, raw: str, *, repeat: bool
+    session: Session,
+    letter: SigningTerms,
+    *,
+    signature_id: int,
+    email: str,
+    name: str,
+    raw: str,
+    expires_at: datetime,
+    repeat: bool,
 ) -> None:
     mail.queue(
         session,
         "verify",
-        signature.email,
+        email,
         _("Please confirm your signature: %(title)s", title=letter.title),
-        signature_id=signature.id,
+        signature_id=signature_id,
         letter=letter,
-        name=signature.name,
+        name=name,
         verify_url=links.verify(raw),
-        expires_at=signature.verify_expires_at,
+        expires_at=expires_at,
         repeat=repeat,
     )
 
 
-def _find(session: Session, letter: Letter, email_key: str) -> Signature | None:
+def _find(session: Session, letter_id: int, email_key: str) -> Signature | None:
     query = select(Signature).where(
-        Signature.letter_id == letter.id, Signature.email_key == email_key
+        Signature.letter_id == letter_id, Signature.email_key == email_key
     )
     return session.scalar(query)
 
@@ -122,7 +196,7 @@ def _verify_lifetime() -> timedelta:
 
 
 def _signed_again(
-    session: Session, letter: Letter, signature: Signature, now: datetime
+    session: Session, letter: SigningTerms, signature: Signature, now: datetime
 ) -> SignOutcome:
     """Explain by email, never on the page, so the form cannot reveal who has signed."""
     pending = signature.state is SignatureState.PENDING
@@ -135,7 +209,16 @@ def _signed_again(
     if pending:
         signature.verify_token_hash = digest
         signature.verify_expires_at = now + _verify_lifetime()
-        _queue_verify_link(session, letter, signature, raw, repeat=True)
+        _queue_verify_link(
+            session,
+            letter,
+            signature_id=signature.id,
+            email=signature.email,
+            name=signature.name,
+            raw=raw,
+            expires_at=signature.verify_expires_at,
+            repeat=True,
+        )
         return SignOutcome.RESENT
     signature.manage_token_hash = digest
     mail.queue(

@@ -8,7 +8,7 @@ from petition import db
 from petition.db import utcnow
 from petition.errors import DomainError
 from petition.models import Letter
-from petition.services import exports
+from petition.services import exports, letters
 from petition.services.counts import CountCache
 
 
@@ -16,6 +16,22 @@ def cached_count(session: Session, letter: Letter) -> int:
     """The letter's count from the per-process cache (a few seconds old at most)."""
     cache: CountCache = current_app.extensions["petition.counts"]
     return cache.get(session, letter.id)
+
+
+def signable_letter(slug: str) -> letters.SignableLetter:
+    """The letter as the sign form needs it, kept in this process as long as a cached count.
+
+    An organiser's edit reaches the form within those seconds, as it reaches the cached page;
+    whether the letter still takes signatures is checked by the signing INSERT itself.
+    """
+    seconds = current_app.config["COUNT_CACHE_SECONDS"]
+    known = current_app.extensions["petition.signable"]
+    found = known.get(slug) if seconds > 0 else None
+    if found is None:
+        found = letters.get_signable(db.get_session(), slug)
+        if seconds > 0:
+            known.set(slug, found, seconds)
+    return found
 
 
 def forget_count(letter_id: int) -> None:

@@ -21,7 +21,7 @@ from petition.db import get_session, transaction, utcnow
 from petition.forms.sign import PreferencesForm, SignForm
 from petition.models import Letter
 from petition.services import counts, letters, signatories, signatures
-from petition.views import cached_count, forget_count
+from petition.views import cached_count, forget_count, signable_letter
 from petition.web import allow_framing
 
 bp = Blueprint("public", __name__)
@@ -102,7 +102,7 @@ def letter(slug: str):
 
 @bp.post("/letters/<slug>/sign")
 def sign(slug: str):
-    letter = letters.get_public(get_session(), slug)
+    letter = signable_letter(slug)
     form = SignForm.for_letter(letter)
     if not form.validate_on_submit():
         return _letter_page(slug, form, 422)
