@@ -8,7 +8,7 @@ from petition.cache import ProcessCache
 from petition.db import transaction
 from petition.models import CountEvent, Letter
 from petition.services import counts
-from tests.conftest import api_count, fresh_session, sign_and_confirm
+from tests.conftest import api_count, fresh_session, sign_and_confirm, sign_data
 
 
 def test_confirmations_append_events_and_fold_moves_them_into_the_letter(
@@ -73,3 +73,25 @@ def test_count_cache_serves_a_recent_value_then_refreshes(app, make_letter):
     assert cache.get(session, letter.id) == 0  # cached
     cache.forget(letter.id)
     assert cache.get(session, letter.id) == 1
+
+
+def test_confirming_tells_the_signer_their_number_whether_or_not_events_are_folded(
+    app, client, make_letter, mailbox
+):
+    letter = make_letter()
+    other = make_letter(title="Another letter")
+    for name in ("one", "two"):
+        sign_and_confirm(client, mailbox, letter, email=f"{name}@example.org")
+    sign_and_confirm(client, mailbox, other, email="elsewhere@example.org")
+    for name in ("three", "four"):
+        client.post(f"/letters/{letter.slug}/sign", data=sign_data(email=f"{name}@example.org"))
+    mailbox.deliver()  # the worker folds every event so far
+    assert fresh_session().scalar(select(func.count()).select_from(CountEvent)) == 0
+
+    def confirm(email: str) -> str:
+        return client.post(mailbox.link(email, "/verify/")).get_data(as_text=True)
+
+    assert "You are signature #3" in confirm("three@example.org")  # two folded, one new
+    assert "You are signature #4" in confirm("four@example.org")  # and one not yet folded
+    assert fresh_session().scalar(select(func.count()).select_from(CountEvent)) == 2
+    assert api_count(client, letter) == 4

@@ -222,6 +222,15 @@ def get_public(session: Session, slug: str) -> Letter:
 
 
 @dataclass(frozen=True)
+class LetterRef:
+    """A letter's identity and title, for pages and mail that need no more of it."""
+
+    id: int
+    slug: str
+    title: str
+
+
+@dataclass(frozen=True)
 class SignableLetter:
     """What the sign form and signing need of a published letter: small enough to cache.
 

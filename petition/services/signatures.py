@@ -10,10 +10,9 @@ from typing import Protocol
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import Insert, bindparam, delete, literal, or_, select, update
+from sqlalchemy import Insert, Update, bindparam, delete, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from petition import links, tokens
 from petition.db import utcnow
@@ -21,6 +20,7 @@ from petition.emails import Address
 from petition.errors import InvalidToken, LetterClosed, ServiceUnavailable, TokenExpired
 from petition.models import CountEvent, Letter, LetterStatus, Signature, SignatureState
 from petition.services import mail
+from petition.services.letters import LetterRef
 
 DUPLICATE_NOTICE_INTERVAL = timedelta(minutes=10)
 
@@ -256,49 +256,104 @@ def check_verifiable(signature: Signature, letter: Letter, now: datetime) -> Non
 
 @dataclass(frozen=True)
 class VerifyResult:
-    signature: Signature
-    letter: Letter
+    letter: Letter | LetterRef
     newly_verified: bool
+    number: int | None = None  # the count the moment this signature joined it
 
 
 def verify(session: Session, raw: str, now: datetime | None = None) -> VerifyResult:
-    """Confirm a signature once; a second press finds it already confirmed and changes nothing."""
+    """Confirm a signature once; a second press finds it already confirmed and changes nothing.
+
+    One conditional UPDATE does the work (the token is pending, unexpired, and its letter still
+    open), so two presses at once confirm, and count, only once. Anything else falls back to
+    reading the signature to say what is wrong.
+    """
     now = now or utcnow()
-    signature = find_by_verify_token(session, raw)
-    letter = session.get_one(Letter, signature.letter_id)
-    if signature.state is SignatureState.VERIFIED:
-        return VerifyResult(signature, letter, newly_verified=False)
-    check_verifiable(signature, letter, now)
     manage_raw, manage_digest = tokens.new_token()
-    # Conditional on still pending, so two presses at once confirm (and count) only once.
-    changed = session.execute(
-        update(Signature)
-        .where(Signature.id == signature.id, Signature.state == SignatureState.PENDING)
-        .values(state=SignatureState.VERIFIED, verified_at=now, manage_token_hash=manage_digest)
-        .returning(Signature.id)
-        .execution_options(synchronize_session=False)
-    ).first()
-    if changed is None:  # the other press won
-        session.refresh(signature)
-        return VerifyResult(signature, letter, newly_verified=False)
-    # What the UPDATE wrote, without reading the row back or marking it changed again.
-    set_committed_value(signature, "state", SignatureState.VERIFIED)
-    set_committed_value(signature, "verified_at", now)
-    set_committed_value(signature, "manage_token_hash", manage_digest)
-    session.add(CountEvent(letter_id=letter.id, delta=1, created_at=now))
+    confirmed = None
+    if tokens.looks_like_token(raw):
+        confirmed = (
+            session.connection()
+            .execute(
+                _verify_statement(),
+                {"token": tokens.digest(raw), "now": now, "manage": manage_digest},
+            )
+            .first()
+        )
+    if confirmed is None:
+        signature = find_by_verify_token(session, raw)
+        letter = session.get_one(Letter, signature.letter_id)
+        check_verifiable(signature, letter, now)
+        # Pending and confirmable, yet not changed: only a concurrent press confirming it first.
+        return VerifyResult(letter, newly_verified=False)
+    signature_id, letter_id, name, email, number, slug, title = confirmed
+    letter = LetterRef(letter_id, slug, title)
+    session.connection().execute(
+        insert(CountEvent.__table__), {"letter_id": letter_id, "delta": 1, "created_at": now}
+    )
     mail.queue(
         session,
         "confirmed",
-        signature.email,
+        email,
         _("Thank you for signing: %(title)s", title=letter.title),
-        signature_id=signature.id,
+        signature_id=signature_id,
         letter=letter,
-        name=signature.name,
+        name=name,
         letter_url=links.letter(letter.slug),
         manage_url=links.manage(manage_raw),
     )
-    session.flush()
-    return VerifyResult(signature, letter, newly_verified=True)
+    return VerifyResult(letter, newly_verified=True, number=number)
+
+
+@cache
+def _verify_statement() -> Update:
+    """UPDATE … WHERE the token is pending, unexpired, on an open letter … RETURNING.
+
+    Besides the signer's details it returns the letter's count including this signature, read
+    in the statement's own snapshot (stored count + events not yet folded + 1), and the letter's
+    slug and title for the page and the mail: no other read is needed.
+    """
+    table = Signature.__table__
+    letters = Letter.__table__
+    events = CountEvent.__table__
+    now = bindparam("now", type_=table.c.verified_at.type)
+    open_letter = (
+        select(letters.c.id)
+        .where(
+            letters.c.id == table.c.letter_id,
+            letters.c.status == LetterStatus.OPEN,
+            or_(letters.c.closes_at.is_(None), letters.c.closes_at > now),
+        )
+        .exists()
+    )
+
+    def of_letter(column):
+        return select(column).where(letters.c.id == table.c.letter_id).scalar_subquery()
+
+    unfolded = select(func.coalesce(func.sum(events.c.delta), 0)).where(
+        events.c.letter_id == table.c.letter_id
+    )
+    return (
+        update(table)
+        .where(
+            table.c.verify_token_hash == bindparam("token"),
+            table.c.state == SignatureState.PENDING,
+            table.c.verify_expires_at > now,
+            open_letter,
+        )
+        .values(
+            state=SignatureState.VERIFIED, verified_at=now, manage_token_hash=bindparam("manage")
+        )
+        .returning(
+            table.c.id,
+            table.c.letter_id,
+            table.c.name,
+            table.c.email,
+            of_letter(letters.c.signature_count) + unfolded.scalar_subquery() + 1,
+            of_letter(letters.c.slug),
+            of_letter(letters.c.title),
+        )
+    )
 
 
 def find_by_manage_token(session: Session, raw: str) -> Signature:

@@ -20,7 +20,7 @@ from petition.cache import remember
 from petition.db import get_session, transaction, utcnow
 from petition.forms.sign import PreferencesForm, SignForm
 from petition.models import Letter
-from petition.services import counts, letters, signatories, signatures
+from petition.services import letters, signatories, signatures
 from petition.views import cached_count, forget_count, signable_letter
 from petition.web import allow_framing
 
@@ -185,17 +185,15 @@ def confirm(token: str):
 def verify(token: str):
     with transaction() as session:
         result = signatures.verify(session, token)
-    forget_count(result.letter.id)
-    count = counts.current(get_session(), result.letter.id)
-    url = links.letter(result.letter.slug)
+    letter = result.letter
+    url = links.letter(letter.slug)
     return render_template(
         "public/verified.html",
-        letter=result.letter,
-        signature=result.signature,
+        letter=letter,
         newly_verified=result.newly_verified,
-        count=count,
+        count=result.number or cached_count(get_session(), letter),
         page_url=url,
-        share_links=sharing.links(url, result.letter.title, signed=True),
+        share_links=sharing.links(url, letter.title, signed=True),
     )
 
 
