@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from flask_babel import Babel
 from flask_wtf import CSRFProtect
 
-from petition import auth, cache, config, db, errors, limits, web
+from petition import auth, cache, config, db, errors, i18n, limits, web
 from petition.services import letters
 from petition.services.counts import CountCache
 
@@ -27,7 +26,6 @@ STATIC = _resource("static")
 MIGRATIONS = _resource("migrations")
 
 csrf = CSRFProtect()
-babel = Babel()
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -40,7 +38,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     config.load(app, test_config)
     db.init_app(app)
     csrf.init_app(app)
-    babel.init_app(app)
+    i18n.init_app(app)
     auth.init_app(app)
     limits.init_app(app)
     errors.init_app(app)

@@ -187,3 +187,18 @@ def test_the_letter_page_is_shared_between_visitors_but_each_gets_their_own_toke
             data=sign_data(email=f"{id(client)}@example.org", csrf_token=token(page)),
         )
         assert response.status_code == 303
+
+
+def test_templates_follow_a_change_of_locale_within_a_request(app):
+    from flask_babel import force_locale, get_translations
+
+    from petition import i18n
+
+    with app.test_request_context("/"):
+        default = i18n._translations()
+        assert default is get_translations()
+        assert i18n._translations() is default  # kept for the next string
+        with force_locale("fr"):
+            french = i18n._translations()
+            assert french is get_translations() and french is not default
+        assert i18n._translations() is default

@@ -1,0 +1,42 @@
+"""Translations: Flask-Babel, with a quicker way for templates to reach the catalogue.
+
+Flask-Babel looks up the locale and the catalogue afresh for every string (about 7 µs each, a
+third of the time it takes to render a page). Templates here ask the same per-request
+namespace for them once, then keep the catalogue beside the locale it belongs to: a change of
+locale (`force_locale`, `refresh`) is seen at the next string.
+"""
+
+from __future__ import annotations
+
+from babel.support import NullTranslations
+from flask import Flask, g
+from flask_babel import Babel, get_translations
+
+babel = Babel()
+
+_MEMO = "petition_translations"
+
+
+def init_app(app: Flask) -> None:
+    babel.init_app(app)
+    app.jinja_env.install_gettext_callables(
+        gettext=lambda string: _translations().ugettext(string),
+        ngettext=lambda singular, plural, n: _translations().ungettext(singular, plural, n),
+        newstyle=True,
+    )
+
+
+def _translations() -> NullTranslations:
+    # Flask-Babel keeps the current locale in g._flask_babel.babel_locale.
+    state = g.__dict__.get("_flask_babel")
+    locale = getattr(state, "babel_locale", None)
+    if locale is not None:
+        memo = getattr(state, _MEMO, None)
+        if memo is not None and memo[0] is locale:
+            return memo[1]
+    translations = get_translations()
+    state = g.__dict__.get("_flask_babel")
+    locale = getattr(state, "babel_locale", None)
+    if locale is not None:
+        setattr(state, _MEMO, (locale, translations))
+    return translations
