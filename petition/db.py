@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -65,7 +67,15 @@ def make_engine(
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, echo=echo, connect_args={"timeout": 15})
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
+        if path and path != ":memory:":
+            queue = WriterQueue(f"{path}.writers")
+            event.listen(engine, "begin", queue.begin)
+            for name in ("commit", "rollback"):
+                event.listen(engine, name, queue.leave)
+            event.listen(engine, "checkin", queue.leave_pooled)
+            event.listen(engine, "close", queue.forget)
+        else:
+            event.listen(engine, "begin", _sqlite_begin)
         return engine
     connect_args = {} if prepared_statements else {"prepare_threshold": None}
     return create_engine(
@@ -88,6 +98,57 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=15000")
     cursor.close()
+
+
+class WriterQueue:
+    """Writers to one SQLite file take turns in the order they arrive, woken at once.
+
+    SQLite admits one writer at a time and makes the others retry, sleeping 1, 2, 5, 10 ms...
+    in between: under a burst of signatures the two web workers spent a third of their time
+    asleep while the lock was free. A writing transaction here first takes an exclusive flock
+    on a file beside the database, so the kernel hands the turn straight to the next writer.
+    The lock is dropped at commit or rollback, and by the kernel if the process dies; nested
+    writes on a second connection would wait for ever, and nothing here makes them.
+    """
+
+    _FD = "petition.writer_fd"
+    _HELD = "petition.writer_held"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def begin(self, conn: Any) -> None:
+        """BEGIN, and for a writing transaction take the turn first (see _sqlite_begin)."""
+        if conn.get_execution_options().get("sqlite_immediate", False):
+            info = conn.info
+            fd = info.get(self._FD)
+            if fd is None:
+                fd = info[self._FD] = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            info[self._HELD] = True
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                self._release(info)
+                raise
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+    def leave(self, conn: Any) -> None:
+        self._release(conn.info)
+
+    def leave_pooled(self, _dbapi_connection: Any, record: Any) -> None:
+        self._release(record.info)
+
+    def forget(self, _dbapi_connection: Any, record: Any) -> None:
+        self._release(record.info)
+        fd = record.info.pop(self._FD, None)
+        if fd is not None:
+            os.close(fd)
+
+    def _release(self, info: dict[str, Any]) -> None:
+        if info.pop(self._HELD, False):
+            fcntl.flock(info[self._FD], fcntl.LOCK_UN)
 
 
 def _sqlite_begin(conn: Any) -> None:

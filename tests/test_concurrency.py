@@ -5,10 +5,13 @@ Runs on SQLite by default and on PostgreSQL when PETITION_TEST_DATABASE_URL is s
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlalchemy import func, select
 
 from petition.db import transaction
@@ -95,3 +98,29 @@ def test_fifty_threads_sign_and_verify_at_once(app, make_letter, mailbox):
         app.test_client().get(f"/api/v1/letters/{letter.slug}").get_json()["signature_count"]
         == PEOPLE
     )
+
+
+def _turn_is_free(lock_path: str) -> bool:
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # also drops the lock if it was taken
+    return True
+
+
+def test_sqlite_writers_take_turns_and_always_give_the_turn_back(app, database_url):
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite test: the writers' queue exists only for a SQLite file")
+    lock_path = database_url.removeprefix("sqlite:///") + ".writers"
+    with transaction() as session:
+        session.execute(select(func.count()).select_from(Signature))
+        assert not _turn_is_free(lock_path)  # held for the whole writing transaction
+    assert _turn_is_free(lock_path)
+    with pytest.raises(RuntimeError), transaction():
+        raise RuntimeError("a failed write rolls back")
+    assert _turn_is_free(lock_path)
+    fresh_session().scalar(select(func.count()).select_from(Signature))  # a plain read
+    assert _turn_is_free(lock_path)
