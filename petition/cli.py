@@ -7,7 +7,6 @@ import sys
 import threading
 from pathlib import Path
 
-import alembic.util
 import click
 from flask import current_app
 from flask.cli import FlaskGroup, NoAppException
@@ -45,7 +44,7 @@ class PetitionGroup(FlaskGroup):
             raise click.ClickException(error.text) from None
         except (OperationalError, ProgrammingError) as error:
             raise click.ClickException(_database_problem(error)) from None
-        except alembic.util.CommandError as error:
+        except migrate.MigrationFailed as error:
             raise click.ClickException(f"Migration failed: {error}") from None
 
 

@@ -149,6 +149,20 @@ def _rows(response) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
+def test_csv_neutralises_formulas_in_every_free_text_column_and_leaves_blanks_blank(
+    client, logged_in, make_letter, mailbox
+):
+    letter = make_letter(organiser=logged_in, ask_organisation=True, ask_comment=True)
+    sign_and_confirm(client, mailbox, letter, name="@SUM(A1)", email="a@example.org",
+                     organisation="+44 Group", comment="-2+3")  # fmt: skip
+    sign_and_confirm(client, mailbox, letter, name="Plain = fine", email="b@example.org")
+    rows = _rows(client.get(f"/organiser/letters/{letter.id}/signatories.csv"))
+    assert [(r["name"], r["organisation"], r["comment"]) for r in rows] == [
+        ("'@SUM(A1)", "'+44 Group", "'-2+3"),
+        ("Plain = fine", "", ""),
+    ]
+
+
 def test_csv_has_verified_signers_only_emails_by_consent_and_no_formulas(
     client, logged_in, make_letter, mailbox
 ):

@@ -16,9 +16,13 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 ROWS_PER_CHUNK = 1000
 
 
-def neutralise(value: str) -> str:
-    """Prefix a formula-like cell with an apostrophe so spreadsheets show it as text."""
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
+def _neutralised(column: ColumnElement[str | None]) -> ColumnElement[str]:
+    """The text, or '' for none, with an apostrophe before a formula-like start so spreadsheets
+    show it as text. Done by the database: in Python it was a fifth of the export's time."""
+    return case(
+        (func.substr(column, 1, 1).in_(FORMULA_STARTS), literal("'") + column),
+        else_=func.coalesce(column, literal("")),
+    )
 
 
 def columns(letter: Letter) -> list[str]:
@@ -55,8 +59,9 @@ def stream_csv(engine: Engine, letter: Letter) -> Iterator[str]:
         # The database formats the email column and the timestamp: turning each timestamp into
         # a datetime only to print it again was a quarter of the export's time.
         shared_email = case((Signature.share_email, Signature.email), else_="")
+        cells = [_neutralised(column) for column in details]
         query = (
-            select(*details, shared_email, _utc_iso_seconds(connection, Signature.verified_at))
+            select(*cells, shared_email, _utc_iso_seconds(connection, Signature.verified_at))
             .where(Signature.letter_id == letter.id, Signature.state == SignatureState.VERIFIED)
             .order_by(Signature.verified_at, Signature.id)
         )
@@ -64,15 +69,11 @@ def stream_csv(engine: Engine, letter: Letter) -> Iterator[str]:
         writer = csv.writer(buffer, lineterminator="\r\n")
         writer.writerow(columns(letter))
         yield "\ufeff" + buffer.getvalue()
-        free_text = len(details)
         result = connection.execution_options(stream_results=True, yield_per=ROWS_PER_CHUNK)
         for partition in result.execute(query).partitions():
             buffer.seek(0)
             buffer.truncate()
-            writer.writerows(
-                [neutralise(value or "") for value in row[:free_text]] + list(row[free_text:])
-                for row in partition
-            )
+            writer.writerows(partition)
             yield buffer.getvalue()
 
 
