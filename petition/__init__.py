@@ -50,4 +50,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     for blueprint in (public.bp, organiser.bp, deliveries.bp, api.bp):
         app.register_blueprint(blueprint)
+    api.init_app(app)
     return app

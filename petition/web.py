@@ -7,7 +7,8 @@ from datetime import datetime
 from functools import cache
 from pathlib import Path
 
-from flask import Flask, Response, current_app, request, url_for
+from flask import Flask, Request, Response, current_app, request, url_for
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_babel import format_date, format_datetime, format_decimal, format_timedelta
 from werkzeug.routing import IntegerConverter, Map
 
@@ -33,7 +34,22 @@ def allow_framing(response: Response, policy: str) -> Response:
     return response
 
 
+class Sessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, except that the public API has none.
+
+    Nothing under /api/ reads or writes the session; without this, decoding the cookie cost
+    the count poll a tenth of its time, and Flask-Login's look at the session after every
+    request made the answer carry "Vary: Cookie", so a shared cache kept one copy per visitor.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if request.path.startswith("/api/"):
+            return None  # Flask uses a null session: readable, never saved
+        return super().open_session(app, request)
+
+
 def init_app(app: Flask) -> None:
+    app.session_interface = Sessions()
     app.url_map.converters["id"] = IdConverter
     # /letters/x/ finds /letters/x rather than a 404: links get pasted with a trailing slash.
     app.url_map.strict_slashes = False
@@ -44,10 +60,16 @@ def init_app(app: Flask) -> None:
     )
 
 
-COMMON_HEADERS = [
+COMMON_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
     ("Permissions-Policy", "interest-cohort=()"),
-]
+)
+# What a public response carries when its view set none of these (see _security_headers).
+PUBLIC_HEADERS = (
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    *COMMON_HEADERS,
+    ("Referrer-Policy", "same-origin"),
+)
 PRIVATE_PATHS = ("/organiser", "/verify", "/signature", "/deliveries")
 
 
@@ -55,10 +77,14 @@ def _security_headers(response: Response) -> Response:
     # Only appends and assignments: asking werkzeug's Headers about a missing header raises
     # and catches an exception, which on the count poll cost a fifth of the request.
     headers = response.headers
-    policy = getattr(response, "petition_csp", CONTENT_SECURITY_POLICY)
-    headers["Content-Security-Policy"] = policy
+    private = request.path.startswith(PRIVATE_PATHS)
+    policy = getattr(response, "petition_csp", None)
+    if policy is None and not private:
+        headers.extend(PUBLIC_HEADERS)
+        return response
+    headers["Content-Security-Policy"] = policy or CONTENT_SECURITY_POLICY
     headers.extend(COMMON_HEADERS)
-    if request.path.startswith(PRIVATE_PATHS):
+    if private:
         # Pages with tokens or personal data: never cached by a proxy, never leak the URL.
         headers["Cache-Control"] = "private, no-store"
         headers["Referrer-Policy"] = "no-referrer"

@@ -44,3 +44,42 @@ def test_unknown_letter_is_a_json_404(client):
     response = client.get("/api/v1/letters/nope")
     assert response.status_code == 404
     assert response.get_json()["error"]["title"] == "Letter not found"
+
+
+def test_cached_polls_are_answered_before_flask_exactly_as_flask_would(app_config, make_letter):
+    from petition import create_app
+    from petition.cache import ProcessCache
+
+    def answers(path: str, **headers: str) -> list:
+        out = []
+        for fast in (False, True):
+            application = create_app({**app_config, "COUNT_CACHE_SECONDS": 60})
+            application.extensions["petition.cache"] = cache = ProcessCache()
+            application.wsgi_app.cache = cache
+            client = application.test_client()
+            first = client.get(path, headers=headers)  # through Flask; fills the cache
+            answer = client.get(path, headers=headers) if fast else first
+            out.append((answer.status_code, sorted(answer.headers.items()), answer.get_data()))
+            application.extensions["petition.engine"].dispose()
+        return out
+
+    letter = make_letter()
+    path = f"/api/v1/letters/{letter.slug}"
+    flask_answer, fast_answer = answers(path)
+    assert flask_answer == fast_answer
+    assert flask_answer[0] == 200 and b'"signature_count":0' in flask_answer[2]
+    etag = dict(flask_answer[1])["ETag"]
+    flask_304, fast_304 = answers(path, **{"If-None-Match": f'W/"x", {etag}'})
+    assert flask_304 == fast_304 and flask_304[0] == 304 and flask_304[2] == b""
+    # Not cached (an unknown letter) or not the poll: Flask answers as usual.
+    missing = answers("/api/v1/letters/no-such-letter")
+    assert [status for status, _headers, _body in missing] == [404, 404]
+
+
+def test_polls_ignore_the_visitors_session_so_shared_caches_keep_one_copy(client, make_letter):
+    letter = make_letter()
+    client.get(f"/letters/{letter.slug}")  # a visitor with a session cookie (the CSRF secret)
+    assert client.get_cookie("session") is not None
+    poll = client.get(f"/api/v1/letters/{letter.slug}")
+    assert poll.status_code == 200
+    assert "Vary" not in poll.headers and "Set-Cookie" not in poll.headers
