@@ -609,9 +609,9 @@ def exact_count(db: seed.BenchDatabase, letter_id: int) -> int:
 
 
 def verify_token_for(db: seed.BenchDatabase, email_key: str) -> str | None:
-    """The raw token in the (unsent) confirmation mail queued for this address."""
+    """The raw token in the (unsent) confirmation mail queued for this address (its context)."""
     body = db.scalar(
-        "SELECT m.body_text FROM message m JOIN signature s ON s.id = m.signature_id "
+        "SELECT m.context FROM message m JOIN signature s ON s.id = m.signature_id "
         "WHERE s.email_key = :key AND m.kind = 'verify' ORDER BY m.id DESC LIMIT 1",
         key=email_key,
     )

@@ -110,7 +110,7 @@ def _tokens(db: seed.BenchDatabase) -> tuple[list[str], int]:
     # (which PostgreSQL plans for the first rows) the join was planned as a nested loop over
     # tables never analysed, 39 s for 30,000 rows.
     query = sa.text(
-        "SELECT body_text FROM message WHERE kind = 'verify' AND state = 'pending' "
+        "SELECT context FROM message WHERE kind = 'verify' AND state = 'pending' "
         "AND signature_id IS NOT NULL ORDER BY id"
     )
     found: list[str] = []

@@ -67,8 +67,39 @@ def test_sent_messages_keep_no_address_or_token(app, client, make_letter, mailbo
     [message] = fresh_session().scalars(select(Message)).all()
     fresh_session().refresh(message)
     assert message.state is MessageState.SENT
-    assert message.to_address == "" and message.body_text == ""
+    assert message.to_address == "" and message.body_text == "" and message.context is None
     assert message.sent_at is not None
+
+
+def test_the_worker_writes_the_body_when_it_sends(app, client, make_letter, mailbox):
+    letter = make_letter()
+    client.post(f"/letters/{letter.slug}/sign", data=sign_data())
+    [queued] = fresh_session().scalars(select(Message)).all()
+    assert queued.body_text == "" and "/verify/" in queued.context  # values, not text, so far
+    mailbox.deliver()
+    body = mailbox.body(mailbox.messages_to("jane@example.org")[0])
+    assert "Hello Jane Doe," in body and "Stand for the leadership" in body
+    assert mailbox.link("jane@example.org", "/verify/").startswith("/verify/")
+    assert " 20" in body.split("The link works until ")[1]  # the expiry date, rendered
+
+
+def test_text_queued_before_an_upgrade_is_sent_as_it_is(app, mailbox):
+    with transaction() as session:
+        mail.queue(session, "withdrawn", "old@example.org", "Removed", title="T", letter_url="u")
+        session.execute(update(Message).values(body_text="Rendered long ago.", context=None))
+    mailbox.deliver()
+    assert mailbox.body(mailbox.messages_to("old@example.org")[0]).strip() == "Rendered long ago."
+
+
+def test_a_message_that_cannot_be_rendered_is_parked_with_the_reason(app, mailbox):
+    with transaction() as session:
+        mail.queue(session, "verify", "who@example.org", "Confirm", expires_at="soon")  # no date
+    report = run_worker(app, threading.Event(), once=True)
+    assert report.parked == 1 and mailbox.messages_to("who@example.org") == []
+    [message] = fresh_session().scalars(select(Message)).all()
+    fresh_session().refresh(message)
+    assert message.state is MessageState.FAILED
+    assert message.last_error.startswith("cannot render the verify email")
 
 
 def test_backoff_grows_and_is_capped():

@@ -22,11 +22,14 @@ class Message(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(40))
-    # Address and body are cleared once sent: the body holds a live token and the address is
-    # personal data, and neither is needed after delivery.
+    # Address, body and context are cleared once sent: they hold a live token and personal
+    # data, and none of it is needed after delivery.
     to_address: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(250))
     body_text: Mapped[str] = mapped_column(Text)
+    # The template's values as JSON, rendered by the worker when it sends (body_text is then
+    # empty); holds a live link and the signer's name, so it is cleared once sent too.
+    context: Mapped[str | None] = mapped_column(Text)
     state: Mapped[MessageState] = mapped_column(
         state_enum(MessageState, "message_state"), default=MessageState.PENDING
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import smtplib
 from collections.abc import Callable
@@ -33,7 +34,11 @@ def queue(
     signature_id: int | None = None,
     **context: Any,
 ) -> None:
-    """Render templates/email/<kind>.txt and add it to the outbox in the caller's transaction."""
+    """Add a message to the outbox in the caller's transaction.
+
+    The body is templates/email/<kind>.txt with `context`, rendered by the worker when it sends
+    (rendering here cost a tenth of a sign request); the context holds only plain values.
+    """
     now = utcnow()
     # A plain INSERT on the session's connection: every signature queues one, and the ORM's
     # unit of work cost a tenth of the sign request without adding anything here.
@@ -43,7 +48,8 @@ def queue(
             "kind": kind,
             "to_address": to_address,
             "subject": " ".join(subject.split())[:250],  # one line: a header must not break
-            "body_text": render_template(f"email/{kind}.txt", **context),
+            "body_text": "",
+            "context": _encode(context),
             "signature_id": signature_id,
             "next_attempt_at": now,
             "created_at": now,
@@ -52,6 +58,28 @@ def queue(
 
 
 _INSERT_MESSAGE = insert(Message.__table__)
+_DATETIME = "$datetime"
+
+
+def _encode(context: dict[str, Any]) -> str:
+    def plain(value: object) -> object:
+        if isinstance(value, datetime):
+            return {_DATETIME: value.isoformat()}
+        raise TypeError(f"mail context values must be plain, not {type(value).__name__}")
+
+    return json.dumps(context, default=plain, separators=(",", ":"))
+
+
+def _decode(text: str) -> dict[str, Any]:
+    def revive(item: dict[str, Any]) -> object:
+        return datetime.fromisoformat(item[_DATETIME]) if _DATETIME in item else item
+
+    return json.loads(text, object_hook=revive)
+
+
+def render_body(kind: str, context: str | None) -> str:
+    """The text of a queued message (needs the app: templates and translations)."""
+    return render_template(f"email/{kind}.txt", **_decode(context or "{}"))
 
 
 def count_recent(session: Session, signature_id: int, kind: str, since: datetime) -> int:
@@ -105,7 +133,7 @@ def deliver_pending(
     the lease to expire and the message is sent again: at most one duplicate per crash.
     """
     report = DeliveryReport()
-    claimed = _claim(session_factory, batch_size, lease)
+    claimed = _render(_claim(session_factory, batch_size, lease), session_factory, report)
     if not claimed:
         return report
     try:
@@ -133,9 +161,36 @@ def deliver_pending(
     return report
 
 
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    kind: str
+    to_address: str
+    subject: str
+    body_text: str
+    context: str | None
+
+
+def _render(
+    claimed: list[_Claimed], session_factory: Callable[[], Session], report: DeliveryReport
+) -> list[Outgoing]:
+    """Bodies for the claimed messages; one that cannot be rendered is parked, not retried."""
+    ready = []
+    for message in claimed:
+        try:
+            body = message.body_text or render_body(message.kind, message.context)
+        except Exception as error:  # a broken template or context: a person must look
+            log.exception("mail %s cannot be rendered", message.id)
+            reason = f"cannot render the {message.kind} email: {type(error).__name__}: {error}"
+            _record_failure(session_factory, message.id, reason, 1, BACKOFF_FIRST, report)
+            continue
+        ready.append(Outgoing(message.id, message.to_address, message.subject, body))
+    return ready
+
+
 def _claim(
     session_factory: Callable[[], Session], batch_size: int, lease: timedelta
-) -> list[Outgoing]:
+) -> list[_Claimed]:
     now = utcnow()
     with session_factory() as session, session.begin():
         begin_write(session)
@@ -151,7 +206,10 @@ def _claim(
         messages = list(session.scalars(query))
         for message in messages:
             message.locked_until = now + lease
-        return [Outgoing(m.id, m.to_address, m.subject, m.body_text) for m in messages]
+        return [
+            _Claimed(m.id, m.kind, m.to_address, m.subject, m.body_text, m.context)
+            for m in messages
+        ]
 
 
 def _record_sent(session_factory: Callable[[], Session], message_id: int) -> None:
@@ -168,6 +226,7 @@ def _record_sent(session_factory: Callable[[], Session], message_id: int) -> Non
                 last_error=None,
                 to_address="",
                 body_text="",
+                context=None,
             )
         )
 

@@ -33,7 +33,7 @@ def _stored_emails() -> list[str]:
 
 def _confirm_everyone(port: int) -> int:
     """Press the button in every confirmation mail still in the outbox; returns how many."""
-    bodies = fresh_session().scalars(select(Message.body_text).where(Message.kind == "verify"))
+    bodies = fresh_session().scalars(select(Message.context).where(Message.kind == "verify"))
     links = [link for body in bodies for link in verify_links(body)]
     browser = Browser(port)
     for link in links:
