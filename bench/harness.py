@@ -27,8 +27,7 @@ from typing import Any
 
 from bench import cpu, profiling, queries, seed, wrk
 from bench.servers import HOST, REPO, Gunicorn, GunicornSettings, clean_env
-from petition.db import transaction
-from petition.services import counts
+from petition.worker import CountFolder
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 LOAD_SCENARIOS = ("count", "page-0", "page-1m", "sign", "verify", "sign-burst", "nginx-count")
@@ -529,8 +528,9 @@ def profile_export(prefix: Path, env: dict[str, str], slug: str, work: Path) -> 
 
 
 class Folder(threading.Thread):
-    """What the mail worker does for counts: fold count events every couple of seconds, so
-    that confirmations under load read a small sum, as they would in production."""
+    """What the mail worker does for counts (petition.worker.CountFolder): fold count events
+    every couple of seconds, so that confirmations under load read a small sum, and reclaim
+    the folded rows' space now and then, as in production."""
 
     def __init__(self, db: seed.BenchDatabase, mail_dir: Path, interval: float) -> None:
         super().__init__(name="bench-folder", daemon=True)
@@ -543,11 +543,12 @@ class Folder(threading.Thread):
 
     def run(self) -> None:
         app = self.db.app(self.mail_dir)  # its own engine: SQLite connections stay in-thread
+        folder = CountFolder()
         try:
             while not self.halt.wait(self.interval):
                 try:
-                    with app.app_context(), transaction() as session:
-                        self.folded += counts.fold(session)
+                    with app.app_context():
+                        self.folded += folder.step()
                 except Exception as error:
                     self.errors.append(repr(error)[:200])
         finally:

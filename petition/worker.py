@@ -16,6 +16,30 @@ from petition.services import counts, mail, signatures
 log = logging.getLogger(__name__)
 
 PURGE_EVERY_SECONDS = 300.0
+RECLAIM_AFTER_EVENTS = 20_000
+
+
+class CountFolder:
+    """Folds count events, and reclaims their space after every RECLAIM_AFTER_EVENTS folded.
+
+    Needs an app context (it uses the app's engine and a session of its own per step).
+    """
+
+    def __init__(self, reclaim_after: int = RECLAIM_AFTER_EVENTS) -> None:
+        self.reclaim_after = reclaim_after
+        self.folded = 0
+        self._since_reclaim = 0
+
+    def step(self) -> int:
+        """Fold what is pending (one batch); returns how many events were folded."""
+        with db.transaction() as session:
+            folded = counts.fold(session)
+        self.folded += folded
+        self._since_reclaim += folded
+        if self._since_reclaim >= self.reclaim_after:
+            counts.reclaim_folded(db.engine())
+            self._since_reclaim = 0
+        return folded
 
 
 def run_worker(
@@ -24,12 +48,12 @@ def run_worker(
     """Loop until `stop` is set (or one pass with once=True); returns the last pass's report."""
     last_purge = 0.0
     total = mail.DeliveryReport()
+    folder = CountFolder()
     with app.app_context():
         while True:
             total = _deliver_due(app, stop)
             try:
-                with db.transaction() as session:
-                    counts.fold(session)
+                folder.step()
                 if time.monotonic() - last_purge > PURGE_EVERY_SECONDS:
                     with db.transaction() as session:
                         purged = signatures.purge_expired(session)

@@ -95,3 +95,24 @@ def test_confirming_tells_the_signer_their_number_whether_or_not_events_are_fold
     assert "You are signature #4" in confirm("four@example.org")  # and one not yet folded
     assert fresh_session().scalar(select(func.count()).select_from(CountEvent)) == 2
     assert api_count(client, letter) == 4
+
+
+def test_the_worker_folds_and_gives_back_the_space_of_folded_events(app, make_letter):
+    from sqlalchemy import insert, text
+
+    from petition.db import engine, utcnow
+    from petition.worker import CountFolder
+
+    letter = make_letter()
+    with transaction() as session:
+        session.execute(
+            insert(CountEvent),
+            [{"letter_id": letter.id, "delta": 1, "created_at": utcnow()}] * 5000,
+        )
+    folder = CountFolder(reclaim_after=5000)
+    assert folder.step() == 5000 and folder.folded == 5000
+    assert counts.current(fresh_session(), letter.id) == 5000
+    if engine().dialect.name == "postgresql":
+        # VACUUM ran: the table's pages, all dead rows, were given back.
+        size = fresh_session().scalar(text("SELECT pg_relation_size('count_event')"))
+        assert size == 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, literal, select, update
+from sqlalchemy import Engine, delete, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from petition.cache import Cache
@@ -93,6 +93,21 @@ def fold(session: Session, *, locked: bool = False) -> int:
             )
     session.flush()
     return len(events)
+
+
+def reclaim_folded(engine: Engine) -> None:
+    """Give back the space of folded events (PostgreSQL: VACUUM count_event).
+
+    fold() deletes events by the thousand; until a vacuum, every confirmation's sum of unfolded
+    events walks past the dead rows as well. Autovacuum may be off, or a minute away in the
+    middle of a burst: in a 200,000-signature soak on a server without it, count_event held
+    190,000 dead rows beside 677 live ones and PostgreSQL's CPU per confirmation climbed.
+    SQLite reuses the freed pages by itself.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql(f"VACUUM (ANALYZE) {CountEvent.__tablename__}")
 
 
 @dataclass(frozen=True)
