@@ -15,13 +15,13 @@ from typing import Generic, Protocol, TypeVar
 log = logging.getLogger(__name__)
 
 
-class Cache(Protocol):
-    def get(self, key: str) -> bytes | None: ...
-    def set(self, key: str, value: bytes, seconds: float) -> None: ...
-    def delete(self, key: str) -> None: ...
-
-
 V = TypeVar("V")
+
+
+class Cache(Protocol[V]):
+    def get(self, key: str) -> V | None: ...
+    def set(self, key: str, value: V, seconds: float) -> None: ...
+    def delete(self, key: str) -> None: ...
 
 
 class ProcessCache(Generic[V]):
@@ -114,7 +114,7 @@ class TieredCache:
         self.local.delete(key)
 
 
-def remember(cache: Cache, key: str, seconds: float, compute: Callable[[], bytes]) -> bytes:
+def remember(cache: Cache[V], key: str, seconds: float, compute: Callable[[], V]) -> V:
     """The cached value for `key`, or compute it and keep it `seconds` (0: never cached)."""
     value = cache.get(key) if seconds > 0 else None
     if value is None:
@@ -124,5 +124,5 @@ def remember(cache: Cache, key: str, seconds: float, compute: Callable[[], bytes
     return value
 
 
-def from_config(redis_url: str | None) -> Cache:
+def from_config(redis_url: str | None) -> Cache[bytes]:
     return TieredCache(RedisCache(redis_url)) if redis_url else ProcessCache[bytes]()

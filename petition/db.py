@@ -127,12 +127,12 @@ class WriterQueue:
             fcntl.flock(fd, fcntl.LOCK_EX)
             info[self._HELD] = True
             try:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                _sqlite_begin(conn)
             except BaseException:
                 self._release(info)
                 raise
         else:
-            conn.exec_driver_sql("BEGIN")
+            _sqlite_begin(conn)
 
     def leave(self, conn: Any) -> None:
         self._release(conn.info)

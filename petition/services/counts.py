@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, delete, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from petition.cache import Cache
+from petition.cache import Cache, remember
 from petition.db import is_postgres
 from petition.models import CountEvent, Letter, Signature, SignatureState
 
@@ -39,20 +39,15 @@ def current(session: Session, letter_id: int) -> int:
 class CountCache:
     """Counts kept a few seconds in the shared cache, so polls and page views touch no table."""
 
-    def __init__(self, cache: Cache, seconds: float) -> None:
+    def __init__(self, cache: Cache[bytes], seconds: float) -> None:
         self.cache = cache
         self.seconds = seconds
 
     def get(self, session: Session, letter_id: int) -> int:
-        if self.seconds <= 0:
-            return current(session, letter_id)
-        key = f"count:{letter_id}"
-        cached = self.cache.get(key)
-        if cached is not None:
-            return int(cached)
-        value = current(session, letter_id)
-        self.cache.set(key, str(value).encode(), self.seconds)
-        return value
+        def count() -> bytes:
+            return str(current(session, letter_id)).encode()
+
+        return int(remember(self.cache, f"count:{letter_id}", self.seconds, count))
 
     def forget(self, letter_id: int) -> None:
         self.cache.delete(f"count:{letter_id}")

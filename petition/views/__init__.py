@@ -5,6 +5,7 @@ from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
 
 from petition import db
+from petition.cache import remember
 from petition.db import utcnow
 from petition.errors import DomainError
 from petition.models import Letter
@@ -24,14 +25,12 @@ def signable_letter(slug: str) -> letters.SignableLetter:
     An organiser's edit reaches the form within those seconds, as it reaches the cached page;
     whether the letter still takes signatures is checked by the signing INSERT itself.
     """
-    seconds = current_app.config["COUNT_CACHE_SECONDS"]
-    known = current_app.extensions["petition.signable"]
-    found = known.get(slug) if seconds > 0 else None
-    if found is None:
-        found = letters.get_signable(db.get_session(), slug)
-        if seconds > 0:
-            known.set(slug, found, seconds)
-    return found
+    return remember(
+        current_app.extensions["petition.signable"],
+        slug,
+        current_app.config["COUNT_CACHE_SECONDS"],
+        lambda: letters.get_signable(db.get_session(), slug),
+    )
 
 
 def forget_count(letter_id: int) -> None:
