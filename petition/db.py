@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -65,19 +66,14 @@ def make_engine(
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 15})
+        on_file = bool(path) and path != ":memory:" and not path.startswith("file:")
+        connect_args: dict[str, Any] = {"timeout": 15}
+        if on_file:
+            connect_args["factory"] = QueuedSQLiteConnection
+        engine = create_engine(url, echo=echo, connect_args=connect_args)
         event.listen(engine, "connect", _sqlite_pragmas)
-        if path and path != ":memory:":
-            queue = WriterQueue(f"{path}.writers")
-            event.listen(engine, "begin", queue.begin)
-            for name in ("commit", "rollback"):
-                event.listen(engine, name, queue.leave)
-            event.listen(engine, "checkin", queue.leave_pooled)
-            event.listen(engine, "close", queue.forget)
-        else:
-            event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "begin", _queued_begin if on_file else _sqlite_begin)
         return engine
-    connect_args = {} if prepared_statements else {"prepare_threshold": None}
     return create_engine(
         url,
         echo=echo,
@@ -85,7 +81,7 @@ def make_engine(
         pool_size=pool_size,
         max_overflow=pool_size * 2,
         pool_recycle=1800,
-        connect_args=connect_args,
+        connect_args={} if prepared_statements else {"prepare_threshold": None},
     )
 
 
@@ -100,55 +96,68 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class WriterQueue:
-    """Writers to one SQLite file take turns in the order they arrive, woken at once.
+class QueuedSQLiteConnection(sqlite3.Connection):
+    """A SQLite connection whose writers take turns in the order they arrive, woken at once.
 
     SQLite admits one writer at a time and makes the others retry, sleeping 1, 2, 5, 10 ms...
     in between: under a burst of signatures the two web workers spent a third of their time
     asleep while the lock was free. A writing transaction here first takes an exclusive flock
-    on a file beside the database, so the kernel hands the turn straight to the next writer.
-    The lock is dropped at commit or rollback, and by the kernel if the process dies; nested
+    on `<database>.writers`, so the kernel hands the turn straight to the next writer.
+
+    The turn is given back once COMMIT or ROLLBACK has finished in SQLite (SQLAlchemy's commit
+    and rollback events fire before them, when the next writer's BEGIN would still meet the
+    lock and sleep), when the connection closes, and by the kernel if the process dies. Nested
     writes on a second connection would wait for ever, and nothing here makes them.
     """
 
-    _FD = "petition.writer_fd"
-    _HELD = "petition.writer_held"
+    def __init__(self, database: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        self._turn_fd = os.open(f"{database}.writers", os.O_RDWR | os.O_CREAT, 0o600)
+        self._has_turn = False
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def take_turn(self) -> None:
+        """Wait for the writers' turn; held until this transaction ends."""
+        fcntl.flock(self._turn_fd, fcntl.LOCK_EX)
+        self._has_turn = True
 
-    def begin(self, conn: Any) -> None:
-        """BEGIN, and for a writing transaction take the turn first (see _sqlite_begin)."""
-        if conn.get_execution_options().get("sqlite_immediate", False):
-            info = conn.info
-            fd = info.get(self._FD)
-            if fd is None:
-                fd = info[self._FD] = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            info[self._HELD] = True
-            try:
-                _sqlite_begin(conn)
-            except BaseException:
-                self._release(info)
-                raise
-        else:
-            _sqlite_begin(conn)
+    def give_turn_back(self) -> None:
+        if self._has_turn:
+            self._has_turn = False
+            fcntl.flock(self._turn_fd, fcntl.LOCK_UN)
 
-    def leave(self, conn: Any) -> None:
-        self._release(conn.info)
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.give_turn_back()
 
-    def leave_pooled(self, _dbapi_connection: Any, record: Any) -> None:
-        self._release(record.info)
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.give_turn_back()
 
-    def forget(self, _dbapi_connection: Any, record: Any) -> None:
-        self._release(record.info)
-        fd = record.info.pop(self._FD, None)
-        if fd is not None:
-            os.close(fd)
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._turn_fd >= 0:
+                os.close(self._turn_fd)  # also gives back a turn still held
+                self._turn_fd, self._has_turn = -1, False
 
-    def _release(self, info: dict[str, Any]) -> None:
-        if info.pop(self._HELD, False):
-            fcntl.flock(info[self._FD], fcntl.LOCK_UN)
+
+def _queued_begin(conn: Any) -> None:
+    """BEGIN, and for a writing transaction take the writers' turn first (see _sqlite_begin)."""
+    if not conn.get_execution_options().get("sqlite_immediate", False):
+        _sqlite_begin(conn)
+        return
+    driver: QueuedSQLiteConnection = conn.connection.driver_connection
+    driver.take_turn()
+    try:
+        _sqlite_begin(conn)
+    except BaseException:
+        driver.give_turn_back()
+        raise
 
 
 def _sqlite_begin(conn: Any) -> None:

@@ -12,8 +12,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
+from petition import db
 from petition.db import transaction
 from petition.models import Signature, SignatureState
 from petition.services import counts
@@ -123,4 +124,26 @@ def test_sqlite_writers_take_turns_and_always_give_the_turn_back(app, database_u
         raise RuntimeError("a failed write rolls back")
     assert _turn_is_free(lock_path)
     fresh_session().scalar(select(func.count()).select_from(Signature))  # a plain read
+    assert _turn_is_free(lock_path)
+
+
+def test_sqlite_writers_turn_is_given_back_only_after_sqlite_has_committed(app, database_url):
+    # SQLAlchemy announces a commit before SQLite runs it: a turn given back then would send the
+    # next writer's BEGIN IMMEDIATE into SQLite's sleeping busy handler.
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite test: the writers' queue exists only for a SQLite file")
+    lock_path = database_url.removeprefix("sqlite:///") + ".writers"
+    held_when_announced: list[bool] = []
+
+    def announced(_conn):
+        held_when_announced.append(not _turn_is_free(lock_path))
+
+    engine = db.engine()
+    event.listen(engine, "commit", announced)
+    try:
+        with transaction() as session:
+            session.execute(select(func.count()).select_from(Signature))
+    finally:
+        event.remove(engine, "commit", announced)
+    assert held_when_announced == [True]
     assert _turn_is_free(lock_path)
