@@ -12,7 +12,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy.pool import NullPool
 
 from petition import db
 from petition.db import transaction
@@ -147,3 +148,31 @@ def test_sqlite_writers_turn_is_given_back_only_after_sqlite_has_committed(app, 
         event.remove(engine, "commit", announced)
     assert held_when_announced == [True]
     assert _turn_is_free(lock_path)
+
+
+def test_postgresql_pings_only_connections_that_sat_idle_and_replaces_a_dead_one(
+    app, database_url, monkeypatch
+):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL test: set PETITION_TEST_DATABASE_URL to run it")
+    engine = db.engine()
+    pings: list[int] = []
+    ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda conn: pings.append(1) or ping(conn))
+
+    def backend_pid() -> int:
+        with engine.connect() as connection:
+            return connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+
+    first = backend_pid()
+    assert backend_pid() == first and pings == []  # in use a moment ago: no round trip spent
+
+    killer = create_engine(database_url, poolclass=NullPool)
+    with killer.connect() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+    killer.dispose()
+    monkeypatch.setattr(db.PingWhenIdle, "IDLE_SECONDS", 0.0)  # as if it sat idle for a while
+
+    replacement = backend_pid()  # no error reaches the caller
+    assert replacement != first
+    assert pings == [1, 1]  # the dead connection's ping, then the new one's
