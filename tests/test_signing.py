@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import event, func, select
 
+from petition import db
 from petition.db import transaction, utcnow
 from petition.models import Message, MessageState, Signature, SignatureState
 from petition.services import letters, signatures
@@ -337,3 +339,69 @@ def test_postcodes_are_letters_digits_and_spaces(client, make_letter):
     )
     accepted = client.post(f"/letters/{letter.slug}/sign", data=sign_data(postcode="10115"))
     assert accepted.status_code == 303
+
+
+def test_on_postgresql_signing_and_confirming_are_each_one_autocommitted_statement(
+    app, client, make_letter, mailbox, database_url
+):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL test: set PETITION_TEST_DATABASE_URL to run it")
+    letter = make_letter()
+    engine = db.engine()
+    seen: list[tuple[str, bool]] = []
+
+    def executed(conn, _cursor, statement, *_args):
+        seen.append((" ".join(statement.split())[:30], conn.connection.dbapi_connection.autocommit))
+
+    def writes_of(path: str, expect: int) -> list[tuple[str, bool]]:
+        seen.clear()
+        event.listen(engine, "before_cursor_execute", executed)
+        try:
+            response = client.post(path, data=sign_data(email="a@example.org"))
+        finally:
+            event.remove(engine, "before_cursor_execute", executed)
+        assert response.status_code == expect
+        # Reads aside (the letter's terms, cached outside tests): no BEGIN, no COMMIT.
+        return [(sql, autocommit) for sql, autocommit in seen if not sql.startswith("SELECT")]
+
+    # The signature and its mail; one round trip, atomic as a single statement.
+    assert writes_of(f"/letters/{letter.slug}/sign", 303) == [
+        ("WITH signed AS (INSERT INTO si", True)
+    ]
+    session = fresh_session()
+    signature = session.scalars(select(Signature).where(Signature.letter_id == letter.id)).one()
+    message = session.scalars(select(Message).where(Message.signature_id == signature.id)).one()
+    assert (message.kind, message.state, message.attempts) == ("verify", MessageState.PENDING, 0)
+    mailbox.deliver()
+    verify_path = mailbox.link("a@example.org", "/verify/")
+
+    # The confirmation, its count event and the thank-you mail.
+    assert writes_of(verify_path, 200) == [("WITH confirmed AS (UPDATE sign", True)]
+    assert api_count(client, letter) == 1
+    mailbox.deliver()
+    assert client.get(mailbox.link("a@example.org", "/signature/")).status_code == 200
+
+    # A second press changes nothing, and says so.
+    assert writes_of(verify_path, 200) == [("WITH confirmed AS (UPDATE sign", True)]
+    assert api_count(client, letter) == 1
+
+    # The connection went back to the pool out of autocommit: the next write is a transaction.
+    with transaction() as write:
+        assert not write.connection().connection.dbapi_connection.autocommit
+
+
+def test_the_thank_you_mail_is_the_same_whichever_database_queued_it(client, make_letter, mailbox):
+    # On PostgreSQL the confirming statement builds this mail itself; elsewhere Python does.
+    title = 'Stand "now" — 100% for Zoë\\Ünïcode'
+    letter = make_letter(title=title)
+    manage_path = sign_and_confirm(client, mailbox, letter, name='Jo "JJ" O\'Neil')
+    [thanks] = [m for m in mailbox.messages_to("jane@example.org") if "/signature/" in str(m)]
+    assert thanks["Subject"] == f"Thank you for signing: {title}"
+    body = mailbox.body(thanks)
+    assert 'Hello Jo "JJ" O\'Neil,' in body
+    assert f"Your signature on “{title}” is confirmed." in body
+    assert f"http://localhost/letters/{letter.slug}\r\n" in body
+    assert f"http://localhost{manage_path}" in body
+    assert client.get(manage_path).status_code == 200
+    message = fresh_session().scalars(select(Message).where(Message.kind == "confirmed")).one()
+    assert (message.state, message.attempts, message.body_text) == (MessageState.SENT, 1, "")

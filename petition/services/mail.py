@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import render_template
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Insert, bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from petition.db import begin_write, is_postgres, utcnow
@@ -39,25 +39,69 @@ def queue(
     The body is templates/email/<kind>.txt with `context`, rendered by the worker when it sends
     (rendering here cost a tenth of a sign request); the context holds only plain values.
     """
-    now = utcnow()
     # A plain INSERT on the session's connection: every signature queues one, and the ORM's
     # unit of work cost a tenth of the sign request without adding anything here.
     session.connection().execute(
-        _INSERT_MESSAGE,
-        {
-            "kind": kind,
-            "to_address": to_address,
-            "subject": " ".join(subject.split())[:250],  # one line: a header must not break
-            "body_text": "",
-            "context": _encode(context),
-            "signature_id": signature_id,
-            "next_attempt_at": now,
-            "created_at": now,
-        },
+        INSERT_MESSAGE,
+        message_values(kind, to_address, subject, **context) | {"signature_id": signature_id},
     )
 
 
-_INSERT_MESSAGE = insert(Message.__table__)
+def message_values(kind: str, to_address: str, subject: str, **context: Any) -> dict[str, Any]:
+    """The columns of a new outbox message, but for its signature_id (see queue())."""
+    now = utcnow()
+    return {
+        "kind": kind,
+        "to_address": to_address,
+        "subject": " ".join(subject.split())[:250],  # one line: a header must not break
+        "body_text": "",
+        "context": _encode(context),
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+def insert_selected(**columns: Any) -> Insert:
+    """INSERT INTO message … SELECT …: one pending message per row the columns select.
+
+    Give an SQL expression for each of MESSAGE_COLUMNS and signature_id, typically columns of a
+    CTE that made the signature, so the message is queued by the same statement; bound() gives
+    a column whose value comes from message_values().
+    """
+    names = [*MESSAGE_COLUMNS, "signature_id"]
+    if set(columns) != set(names):
+        raise TypeError(f"insert_selected() needs exactly these columns: {', '.join(names)}")
+    table = Message.__table__
+    row = select(
+        *(columns[name] for name in names),
+        literal(MessageState.PENDING, table.c.state.type),
+        literal(0, table.c.attempts.type),
+    )
+    return insert(table).from_select([*names, "state", "attempts"], row, include_defaults=False)
+
+
+def bound(name: str) -> Any:
+    """The bind parameter insert_selected() reads a message_values() column from."""
+    return bindparam(f"message_{name}", type_=Message.__table__.c[name].type)
+
+
+def bound_values(values: dict[str, Any]) -> dict[str, Any]:
+    """message_values() as parameters for the columns bound() names."""
+    return {f"message_{name}": value for name, value in values.items()}
+
+
+MESSAGE_COLUMNS = (
+    "kind",
+    "to_address",
+    "subject",
+    "body_text",
+    "context",
+    "next_attempt_at",
+    "created_at",
+)
+
+
+INSERT_MESSAGE = insert(Message.__table__)
 _DATETIME = "$datetime"
 
 
