@@ -1,6 +1,7 @@
 """gunicorn settings for petition (gunicorn -c deploy/gunicorn.conf.py petition.wsgi:app).
 
-Every value can be overridden with an environment variable of the same name in capitals, e.g.
+The values that differ between hosts can be overridden with an environment variable of the same
+name in capitals (GUNICORN_BIND, _WORKERS, _WORKER_CLASS, _THREADS, _ACCESSLOG, _LOGLEVEL), e.g.
 GUNICORN_WORKERS=8, so one file serves every host size.
 """
 
@@ -9,9 +10,10 @@ import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # Requests spend most of their time in Python, a little waiting on the database: a few threads
-# per process hide that wait; one process per core does the rest.
+# per process hide that wait; one process per core does the rest. On SQLite, where writers take
+# turns, GUNICORN_WORKER_CLASS=sync signs faster (bench/README.md: 1,148 against 799 req/s).
 workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count()))
-worker_class = "gthread"
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", 4))
 backlog = 2048
 timeout = 30
