@@ -79,7 +79,8 @@ def sign(
     """Record a pending signature and queue its confirmation link, or handle a repeat signing.
 
     The letter may be a snapshot a few seconds old: whether it still takes signatures is
-    decided by the INSERT itself, against the letter row as it is now.
+    decided by the INSERT itself, against the letter row as it is now. On PostgreSQL, called
+    with no transaction in progress, a new signature is committed at once, by one statement.
     """
     now = now or utcnow()
     raw, digest = tokens.new_token()
@@ -345,7 +346,8 @@ def verify(session: Session, raw: str, now: datetime | None = None) -> VerifyRes
 
     One conditional UPDATE does the work (the token is pending, unexpired, and its letter still
     open), so two presses at once confirm, and count, only once. Anything else falls back to
-    reading the signature to say what is wrong.
+    reading the signature to say what is wrong. On PostgreSQL, called with no transaction in
+    progress, the confirmation is committed at once, by one statement.
     """
     now = now or utcnow()
     manage_raw, manage_digest = tokens.new_token()
