@@ -99,9 +99,9 @@ def sign(
         "verify_expires_at": now + _verify_lifetime(),
         "created_at": now,
     }
-    # One statement whatever happens: a mailbox that already signed (even a moment ago, in a
-    # concurrent request) meets the unique constraint, and a closed letter selects no row;
-    # either way nothing is inserted.
+    # The INSERT decides: a mailbox that already signed (even a moment ago, in a concurrent
+    # request) meets the unique constraint, and a closed letter selects no row; either way
+    # nothing is inserted, and what follows finds out which.
     one_statement = is_postgres(session) and not session.in_transaction()
     if one_statement and _sign_in_one_statement(session, letter, data, values, raw) is not None:
         return SignOutcome.PENDING
