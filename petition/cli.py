@@ -59,12 +59,17 @@ def _database_problem(error: DBAPIError) -> str:
     )
 
 
-@click.group(cls=PetitionGroup, create_app=_create_app, add_default_commands=False)
+# load_dotenv=False: settings come from the environment or the file -e names, never from a
+# .env file that happens to lie in the working directory.
+@click.group(
+    cls=PetitionGroup, create_app=_create_app, add_default_commands=False, load_dotenv=False
+)
 def cli() -> None:
     """Open letters: run the site, manage letters, organisers and mail.
 
     Every command except `demo` reads its settings from PETITION_* environment variables
-    (PETITION_SECRET_KEY and PETITION_DATABASE_URL at least; see docs/operators.md).
+    (PETITION_SECRET_KEY and PETITION_DATABASE_URL at least; see docs/operators.md), or
+    from the file `-e` names, e.g. `petition -e /etc/petition/petition.env db upgrade`.
     """
 
 

@@ -171,6 +171,29 @@ def test_the_console_script_runs_migrations_and_refuses_a_missing_secret(tmp_pat
     assert "Traceback" not in unreachable.stderr
 
 
+def test_the_console_script_reads_settings_from_the_file_e_names(tmp_path):
+    settings = tmp_path / "petition.env"
+    settings.write_text(
+        "# as in deploy/petition.env.example\n"
+        f"PETITION_SECRET_KEY={'s' * 40}\n"
+        f"PETITION_DATABASE_URL=sqlite:///{tmp_path / 'db.sqlite3'}\n"
+        'PETITION_MAIL_FROM="Open letters <letters@example.org>"\n'
+    )
+    (tmp_path / ".env").write_text("PETITION_SECRET_KEY=short\n")  # never read by itself
+    env = {"PATH": ""}
+
+    def petition(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "petition.cli", *args]
+        return subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True)
+
+    upgraded = petition("-e", str(settings), "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "No letters yet" in petition("-e", str(settings), "letters", "list").stdout
+    assert "PETITION_SECRET_KEY is not set" in petition("letters", "list").stderr
+    missing = petition("-e", str(tmp_path / "nowhere.env"), "letters", "list")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
 def test_publish_and_close_from_the_command_line(app, make_letter, tmp_path):
     draft = make_letter(status="draft", slug="later-on")
     assert run(app, "letters", "publish", draft.slug).output.strip() == (
