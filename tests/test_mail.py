@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import timedelta
 
@@ -80,7 +81,8 @@ def test_the_worker_writes_the_body_when_it_sends(app, client, make_letter, mail
     body = mailbox.body(mailbox.messages_to("jane@example.org")[0])
     assert "Hello Jane Doe," in body and "Stand for the leadership" in body
     assert mailbox.link("jane@example.org", "/verify/").startswith("/verify/")
-    assert " 20" in body.split("The link works until ")[1]  # the expiry date, rendered
+    expiry = body.split("The link works until ")[1].split(". ")[0]
+    assert re.fullmatch(r"\d{1,2} \w+ 20\d\d, \d\d:\d\d (GMT|BST)", expiry), expiry
 
 
 def test_text_queued_before_an_upgrade_is_sent_as_it_is(app, mailbox):
