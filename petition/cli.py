@@ -344,6 +344,7 @@ def mail_worker(interval: float) -> None:
         signal.signal(signum, lambda *_: stop.set())
     click.echo(f"Worker running (mail backend: {current_app.config['MAIL_BACKEND']}).", err=True)
     run_worker(current_app._get_current_object(), stop, interval=interval)
+    click.echo("Worker stopped.", err=True)
 
 
 @mail_cli.command("send-pending")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import signal
 import subprocess
 import sys
 
@@ -192,6 +193,31 @@ def test_the_console_script_reads_settings_from_the_file_e_names(tmp_path):
     assert "PETITION_SECRET_KEY is not set" in petition("letters", "list").stderr
     missing = petition("-e", str(tmp_path / "nowhere.env"), "letters", "list")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_the_worker_says_when_it_starts_and_when_a_sigterm_has_stopped_it(tmp_path):
+    env = {
+        "PATH": "",
+        "PETITION_SECRET_KEY": "s" * 40,
+        "PETITION_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    command = [sys.executable, "-m", "petition.cli"]
+    subprocess.run([*command, "db", "upgrade"], env=env, check=True, capture_output=True)
+    worker = subprocess.Popen(
+        [*command, "mail", "worker", "--interval", "0.1"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert worker.stderr is not None
+        assert worker.stderr.readline().startswith("Worker running (mail backend: console)")
+        worker.send_signal(signal.SIGTERM)
+        _out, rest = worker.communicate(timeout=20)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0
+    assert rest.strip().endswith("Worker stopped.")
 
 
 def test_publish_and_close_from_the_command_line(app, make_letter, tmp_path):
