@@ -398,7 +398,11 @@ _TITLE = "\ue000"
 
 
 def _thank_you_parts(manage_raw: str) -> dict[str, str]:
-    """What _confirm_statement() builds the thank-you mail from, around the row's own values."""
+    """What _confirm_statement() builds the thank-you mail from, around the row's own values.
+
+    The subject is the translation split where the title goes; a translation that leaves the
+    title out gets it at the end. Titles are single lines, so only the parts need folding.
+    """
     subject = " ".join(_thank_you_subject(_TITLE).split())
     before, _title, after = subject.partition(_TITLE)
     return {
