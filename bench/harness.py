@@ -503,23 +503,9 @@ def run_backend(
 def profile_export(prefix: Path, env: dict[str, str], slug: str, work: Path) -> None:
     """The big export again, under py-spy (its time and RSS are not the measured ones)."""
     output = prefix.with_name(prefix.name + ".txt")
-    command = [
-        profiling.binary() or "py-spy",
-        "record",
-        "--rate",
-        "250",
-        "--format",
-        "raw",
-        "--output",
-        str(output),
-        "--",
-        str(Path(sys.executable).with_name("petition")),
-        "letters",
-        "export",
-        slug,
-        "-o",
-        str(work / "profiled.csv"),
-    ]
+    petition = str(Path(sys.executable).with_name("petition"))
+    export = [petition, "letters", "export", slug, "-o", str(work / "profiled.csv")]
+    command = profiling.record(output, "--", *export)
     subprocess.run(command, cwd=REPO, env=env, capture_output=True, check=False, timeout=600)
     (work / "profiled.csv").unlink(missing_ok=True)
     if output.exists():

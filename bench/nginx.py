@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.servers import HOST, free_port, probe
+from bench.servers import HOST, child_pids, free_port, probe
 
 TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
 
@@ -109,14 +109,7 @@ class Nginx:
         return probe(self.port, "/nginx-bench-probe")
 
     def worker_pids(self) -> list[int]:
-        if self.process is None:
-            return []
-        pid = self.process.pid
-        try:
-            text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(part) for part in text.split()]
+        return child_pids(self.process.pid) if self.process is not None else []
 
     def pids(self) -> list[int]:
         return [self.process.pid, *self.worker_pids()] if self.process else []

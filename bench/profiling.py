@@ -27,6 +27,13 @@ def available() -> bool:
     return binary() is not None
 
 
+def record(output: Path, *target: str) -> list[str]:
+    """py-spy record at 250 Hz into `output` (collapsed stacks); `target` says what to sample:
+    "--pid", PID, ... or "--", a command and its arguments."""
+    sampling = ["--rate", "250", "--format", "raw", "--output", str(output)]
+    return [binary() or "py-spy", "record", *sampling, *target]
+
+
 class Sampler:
     """py-spy record attached to each worker PID for `seconds`."""
 
@@ -37,21 +44,8 @@ class Sampler:
         for pid in pids:
             output = directory / f"{label}-{pid}.txt"
             self.outputs.append(output)
-            command = [
-                binary() or "py-spy",
-                "record",
-                "--pid",
-                str(pid),
-                "--duration",
-                str(max(1, round(seconds))),
-                "--rate",
-                "250",
-                "--format",
-                "raw",
-                "--output",
-                str(output),
-                "--nonblocking",
-            ]
+            duration = str(max(1, round(seconds)))
+            command = record(output, "--pid", str(pid), "--duration", duration, "--nonblocking")
             self.processes.append(
                 subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             )

@@ -50,6 +50,15 @@ class GunicornSettings:
         return f"{self.workers} {self.worker_class} workers{threads}, backlog {self.backlog}"
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process (gunicorn's workers, nginx's), or [] if it has gone."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(part) for part in text.split()]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
@@ -129,12 +138,7 @@ class Gunicorn:
 
     def _children(self) -> list[int]:
         assert self.process is not None
-        pid = self.process.pid
-        try:
-            text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(part) for part in text.split()]
+        return child_pids(self.process.pid)
 
     def stop(self) -> None:
         if self.process is None:

@@ -12,6 +12,22 @@ end
 statuses = {}
 exhausted = 0
 
+-- The verify scripts: this thread's slice of TOKENS_FILE (lines id, id+THREADS, ..., so no two
+-- threads share a token), with the confirm POST's session cookie; returns the tokens and the
+-- form body that carries the CSRF token.
+function verify_slice(file, nthreads, cookie, csrf)
+  local tokens, line_number = {}, 0
+  for line in io.lines(file) do
+    if line ~= "" and line_number % nthreads == id - 1 then
+      table.insert(tokens, line)
+    end
+    line_number = line_number + 1
+  end
+  wrk.headers["Cookie"] = cookie
+  wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+  return tokens, "csrf_token=" .. csrf
+end
+
 function count_status(status)
   local key = tostring(status)
   statuses[key] = (statuses[key] or 0) + 1

@@ -6,22 +6,11 @@
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(here .. "report.lua")
 
-local tokens = {}
+local tokens, body
 local position = 0
-local body
 
 function init(args)
-  local file, nthreads = args[1], tonumber(args[2])
-  local line_number = 0
-  for line in io.lines(file) do
-    if line_number % nthreads == id - 1 then
-      table.insert(tokens, line)
-    end
-    line_number = line_number + 1
-  end
-  wrk.headers["Cookie"] = args[3]
-  wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-  body = "csrf_token=" .. args[4]
+  tokens, body = verify_slice(args[1], tonumber(args[2]), args[3], args[4])
 end
 
 function request()
