@@ -76,6 +76,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from petition.db import sqlite_pragmas
+
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ALLOWED_HOSTS = {"127.0.0.1"}
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "counts.json"
@@ -192,15 +194,7 @@ def sqlite_engine(path: Path, pool_size: int) -> Engine:
         connect_args={"check_same_thread": False, "timeout": 15},
     )
 
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # SQLAlchemy, not the driver, emits BEGIN
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=15000")
-        cursor.close()
+    event.listen(engine, "connect", sqlite_pragmas)  # the app's own connection settings
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:

@@ -72,7 +72,7 @@ def make_engine(
         if on_file:
             connect_args["factory"] = QueuedSQLiteConnection
         engine = create_engine(url, echo=echo, connect_args=connect_args)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", sqlite_pragmas)
         event.listen(engine, "begin", _queued_begin if on_file else _sqlite_begin)
         return engine
     engine = create_engine(
@@ -128,8 +128,10 @@ class PingWhenIdle:
             raise
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # Let SQLAlchemy, not the driver, decide where transactions begin (see make_engine).
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """The settings of every SQLite connection (a "connect" listener): WAL, synchronous=NORMAL,
+    foreign keys, a 15 s busy timeout, and SQLAlchemy rather than the driver deciding where
+    transactions begin (see make_engine)."""
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
