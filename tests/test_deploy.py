@@ -6,6 +6,7 @@ import os
 import runpy
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,21 @@ def test_gunicorn_settings_take_the_documented_environment_variables(monkeypatch
     )
     monkeypatch.delenv("GUNICORN_WORKER_CLASS")
     assert runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))["worker_class"] == "gthread"
+
+
+def test_gunicorn_stops_with_the_configuration_error_alone(tmp_path):
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("PETITION_")
+    }
+    environment["PETITION_DATABASE_URL"] = f"sqlite:///{tmp_path / 'petition.sqlite3'}"
+    started = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", "petition.wsgi:app"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode != 0
+    assert "petition: PETITION_SECRET_KEY is not set" in started.stderr
+    assert "Traceback" not in started.stderr
+    assert "App failed to load" in started.stderr
