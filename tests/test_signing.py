@@ -108,6 +108,48 @@ def test_signing_again_with_the_same_mailbox_never_reveals_it_and_never_doubles(
     assert fresh_session().scalar(select(func.count()).select_from(Signature)) == 1
 
 
+def test_a_repeat_before_confirmation_replaces_what_the_first_form_said(
+    client, make_letter, mailbox
+):
+    # Someone else signs first with this address, sharing it and writing a comment...
+    letter = make_letter(ask_organisation=True, ask_comment=True)
+    planted = sign_data(
+        name="Victoria Smith",
+        organisation="Acme HR",
+        comment="Sack the union reps",
+        show_name="y",
+        share_email="y",
+    )
+    assert client.post(f"/letters/{letter.slug}/sign", data=planted).status_code == 303
+    # ...then the owner of the mailbox signs, sharing nothing.
+    own = sign_data(name="Vicky Smith", comment="")
+    assert client.post(f"/letters/{letter.slug}/sign", data=own).status_code == 303
+    mailbox.deliver()
+    page = client.get(mailbox.link("jane@example.org", "/verify/")).get_data(as_text=True)
+    assert "Vicky Smith" in page and "Victoria" not in page
+    assert "Sack the union reps" not in page and "Acme HR" not in page
+    assert "Not shared with the recipient" in page
+    assert "Not shown: you are counted, but not listed" in page
+
+    assert client.post(mailbox.link("jane@example.org", "/verify/")).status_code == 200
+    signature = fresh_session().scalar(select(Signature))
+    assert signature.name == "Vicky Smith"
+    assert (signature.organisation, signature.comment) == (None, None)
+    assert (signature.show_name, signature.share_email) == (False, False)
+
+
+def test_the_confirmation_page_lists_every_choice_before_the_button(client, make_letter, mailbox):
+    letter = make_letter(ask_postcode=True)
+    data = sign_data(postcode="ls1 4ap", show_name="y", share_email="y", wants_updates="y")
+    client.post(f"/letters/{letter.slug}/sign", data=data)
+    mailbox.deliver()
+    page = client.get(mailbox.link("jane@example.org", "/verify/")).get_data(as_text=True)
+    assert "LS1 4AP" in page
+    assert "Shown as “Jane D.”" in page
+    assert "Shared with the recipient when the letter is delivered" in page
+    assert "Yes, a few emails at most" in page
+
+
 def test_gmail_dots_and_plus_tags_are_the_same_mailbox(client, make_letter, mailbox):
     letter = make_letter()
     sign_and_confirm(client, mailbox, letter, email="jane.doe@gmail.com")

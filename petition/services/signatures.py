@@ -116,7 +116,7 @@ def sign(
         # in between, in which case this mailbox may sign afresh: try the insert once more.
         existing = _find(session, letter.id, data.address.key)
         if existing is not None:
-            return _signed_again(session, letter, existing, now)
+            return _signed_again(session, letter, existing, values, now)
     else:
         raise ServiceUnavailable()
     _queue_verify_link(
@@ -275,10 +275,31 @@ def _verify_lifetime() -> timedelta:
     return timedelta(hours=current_app.config["VERIFY_TOKEN_HOURS"])
 
 
+# What a signer chose or wrote; a repeat signing before confirmation replaces them all.
+_CHOICES = (
+    "name",
+    "postcode",
+    "organisation",
+    "comment",
+    "show_name",
+    "share_email",
+    "wants_updates",
+)
+
+
 def _signed_again(
-    session: Session, letter: SigningTerms, signature: Signature, now: datetime
+    session: Session,
+    letter: SigningTerms,
+    signature: Signature,
+    values: dict[str, object],
+    now: datetime,
 ) -> SignOutcome:
-    """Explain by email, never on the page, so the form cannot reveal who has signed."""
+    """Explain by email, never on the page, so the form cannot reveal who has signed.
+
+    Before confirmation the newest submission wins, with a fresh link that replaces the earlier
+    one: whoever confirms confirms what the form last said, which the confirmation page shows
+    in full, never details that somebody else typed with this address first.
+    """
     pending = signature.state is SignatureState.PENDING
     kind = "verify" if pending else "already_signed"
     # Within the interval: the original link plus one fresh one, or one "already signed" notice.
@@ -287,6 +308,8 @@ def _signed_again(
         return SignOutcome.THROTTLED
     raw, digest = tokens.new_token()
     if pending:
+        for choice in _CHOICES:
+            setattr(signature, choice, values[choice])
         signature.verify_token_hash = digest
         signature.verify_expires_at = now + _verify_lifetime()
         _queue_verify_link(

@@ -178,7 +178,13 @@ def confirm(token: str):
     signature = signatures.find_by_verify_token(session, token)
     letter = session.get_one(Letter, signature.letter_id)
     signatures.check_verifiable(signature, letter, utcnow())
-    return render_template("public/confirm.html", letter=letter, signature=signature, token=token)
+    return render_template(
+        "public/confirm.html",
+        letter=letter,
+        signature=signature,
+        shown_as=signatories.public_name(signature.name),
+        token=token,
+    )
 
 
 @bp.post("/verify/<token>")
