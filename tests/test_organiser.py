@@ -153,12 +153,12 @@ def test_csv_neutralises_formulas_in_every_free_text_column_and_leaves_blanks_bl
     client, logged_in, make_letter, mailbox
 ):
     letter = make_letter(organiser=logged_in, ask_organisation=True, ask_comment=True)
-    sign_and_confirm(client, mailbox, letter, name="@SUM(A1)", email="a@example.org",
-                     organisation="+44 Group", comment="-2+3")  # fmt: skip
+    sign_and_confirm(client, mailbox, letter, name="-SUM(A1)", email="a@example.org",
+                     organisation="+44 Group", comment="@SUM(A2)")  # fmt: skip
     sign_and_confirm(client, mailbox, letter, name="Plain = fine", email="b@example.org")
     rows = _rows(client.get(f"/organiser/letters/{letter.id}/signatories.csv"))
     assert [(r["name"], r["organisation"], r["comment"]) for r in rows] == [
-        ("'@SUM(A1)", "'+44 Group", "'-2+3"),
+        ("'-SUM(A1)", "'+44 Group", "'@SUM(A2)"),
         ("Plain = fine", "", ""),
     ]
 

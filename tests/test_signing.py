@@ -241,6 +241,17 @@ def test_form_errors_keep_what_was_typed_and_name_each_field(client, make_letter
     assert mailbox.messages == []
 
 
+def test_an_email_address_in_the_name_box_is_refused_before_it_can_be_listed(client, make_letter):
+    letter = make_letter()
+    data = sign_data(name="frank.jones@example.net", email="frank@example.net", show_name="y")
+    response = client.post(f"/letters/{letter.slug}/sign", data=data)
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert "Enter your name here, not an email address." in page
+    assert 'value="frank.jones@example.net"' in page
+    assert fresh_session().scalar(select(func.count()).select_from(Signature)) == 0
+
+
 def test_every_field_has_a_length_limit(client, make_letter):
     letter = make_letter(ask_comment=True, ask_organisation=True)
     response = client.post(

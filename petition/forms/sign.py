@@ -7,9 +7,20 @@ from wtforms import BooleanField, EmailField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from petition.forms import Form
-from petition.forms.validators import email_address, multi_line, single_line, strip
+from petition.forms.validators import (
+    email_address,
+    multi_line,
+    not_an_address,
+    single_line,
+    strip,
+)
 from petition.services.signatures import SignatureInput, SigningTerms
 
+# Everything the public list shows of a signer who ticks it (see services/signatories.py).
+SHOW_NAME_LABEL = _l(
+    "Show my first name and initial on the public list of signatories, with any organisation "
+    "and comment I give"
+)
 OPTIONAL_FIELDS = {
     "postcode": "ask_postcode",
     "organisation": "ask_organisation",
@@ -25,6 +36,7 @@ class SignForm(Form):
             DataRequired(_l("Enter your name.")),
             Length(max=120, message=_l("Your name must be at most 120 characters.")),
             single_line,
+            not_an_address,
         ],
         render_kw={"autocomplete": "name", "maxlength": 120},
     )
@@ -72,9 +84,7 @@ class SignForm(Form):
         ],
         render_kw={"maxlength": 500, "rows": 3},
     )
-    show_name = BooleanField(
-        _l("Show my first name and initial (and organisation) on the public list of signatories")
-    )
+    show_name = BooleanField(SHOW_NAME_LABEL)
     share_email = BooleanField(_l("Share my email address with the recipient"))
     wants_updates = BooleanField(_l("Email me news about this letter (at most a few times)"))
 
@@ -103,7 +113,5 @@ class SignForm(Form):
 class PreferencesForm(Form):
     """A signer's choices after signing, changed from the link in their email."""
 
-    show_name = BooleanField(
-        _l("Show my first name and initial (and organisation) on the public list of signatories")
-    )
+    show_name = BooleanField(SHOW_NAME_LABEL)
     wants_updates = BooleanField(_l("Email me news about this letter (at most a few times)"))

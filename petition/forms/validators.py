@@ -20,6 +20,12 @@ def multi_line(form: Form, field: Field) -> None:
         raise ValidationError(message)
 
 
+def not_an_address(form: Form, field: Field) -> None:
+    """A name goes on the public list: refuse an email address typed into it by mistake."""
+    if field.data and "@" in field.data:
+        raise ValidationError(_l("Enter your name here, not an email address."))
+
+
 def email_address(form: Form, field: Field) -> None:
     """Validate with email-validator and keep the parsed address on the field."""
     if not field.data or len(field.data) > 254:
