@@ -153,14 +153,15 @@ def test_csv_neutralises_formulas_in_every_free_text_column_and_leaves_blanks_bl
     client, logged_in, make_letter, mailbox
 ):
     letter = make_letter(organiser=logged_in, ask_organisation=True, ask_comment=True)
-    sign_and_confirm(client, mailbox, letter, name="-SUM(A1)", email="a@example.org",
-                     organisation="+44 Group", comment="@SUM(A2)")  # fmt: skip
+    sign_and_confirm(client, mailbox, letter, name="-SUM(A1)", email="=1+2|cmd!A0@example.org",
+                     organisation="+44 Group", comment="@SUM(A2)", share_email="y")  # fmt: skip
     sign_and_confirm(client, mailbox, letter, name="Plain = fine", email="b@example.org")
     rows = _rows(client.get(f"/organiser/letters/{letter.id}/signatories.csv"))
     assert [(r["name"], r["organisation"], r["comment"]) for r in rows] == [
         ("'-SUM(A1)", "'+44 Group", "'@SUM(A2)"),
         ("Plain = fine", "", ""),
     ]
+    assert [r["email"] for r in rows] == ["'=1+2|cmd!A0@example.org", ""]
 
 
 def test_csv_has_verified_signers_only_emails_by_consent_and_no_formulas(

@@ -58,7 +58,9 @@ def stream_csv(engine: Engine, letter: Letter) -> Iterator[str]:
     with engine.connect() as connection:
         # The database formats the email column and the timestamp: turning each timestamp into
         # a datetime only to print it again was a quarter of the export's time.
-        shared_email = case((Signature.share_email, Signature.email), else_="")
+        # An address may legally start with "=" or "+" (=1+2|cmd!A0@example.org), so it is
+        # neutralised like the free text.
+        shared_email = _neutralised(case((Signature.share_email, Signature.email), else_=None))
         cells = [_neutralised(column) for column in details]
         query = (
             select(*cells, shared_email, _utc_iso_seconds(connection, Signature.verified_at))
