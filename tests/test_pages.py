@@ -114,6 +114,15 @@ def test_embed_may_be_framed_anywhere_and_nothing_else_may(client, make_letter):
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
 
 
+def test_the_shared_embed_links_to_the_site_whatever_host_was_asked_for(client, make_letter):
+    letter = make_letter()
+    embed = client.get(f"/letters/{letter.slug}/embed", headers={"Host": "evil.example"})
+    assert "public" in embed.headers["Cache-Control"]
+    page = embed.get_data(as_text=True)
+    assert f'href="http://localhost/letters/{letter.slug}"' in page
+    assert "evil.example" not in page
+
+
 def test_verified_page_numbers_the_signer_and_offers_plain_share_links(
     client, make_letter, mailbox
 ):

@@ -146,6 +146,8 @@ def embed(slug: str):
         render_template(
             "public/embed.html",
             letter=letter,
+            # From PETITION_BASE_URL, never the Host header: proxies share this page for 30 s.
+            letter_url=links.letter(letter.slug),
             count=cached_count(session, letter),
             accepting=letter.accepts_signatures(utcnow()),
         )
