@@ -44,6 +44,9 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "REDIS_URL": None,
         # How many proxies in front of the app set X-Forwarded-For/-Proto/-Host (0: none).
         "TRUSTED_PROXIES": 0,
+        # Signatures accepted from one client address (an IPv6 /64): each sends an email, so
+        # without a limit anyone could have the site mail any address. "off" for none.
+        "SIGN_RATE_LIMIT": "200 per hour",
         "COUNT_CACHE_SECONDS": 2.0,
         # How often an open page first asks for the count (it slows down while nothing changes).
         "COUNT_POLL_SECONDS": 5.0,

@@ -6,6 +6,7 @@ the count poll, answered thousands of times a second, for nothing.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import time
@@ -16,6 +17,8 @@ from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+from petition.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +50,48 @@ def init_app(app: Flask) -> None:
     uri = app.config.get("RATELIMIT_STORAGE_URI") or app.config["REDIS_URL"] or "memory://"
     prefix = str(app.config.get("RATELIMIT_KEY_PREFIX") or "petition")
     app.extensions["petition.limiter"] = Limiter(uri, prefix)
+    app.extensions["petition.sign_limits"] = parse_setting(
+        "SIGN_RATE_LIMIT", app.config["SIGN_RATE_LIMIT"]
+    )
     proxies = app.config["TRUSTED_PROXIES"]
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
 
 
+def parse_setting(key: str, value: object) -> list[RateLimitItem]:
+    """A setting such as "200 per hour" or "30 per minute; 300 per hour"; "off" for none."""
+    text = str(value or "").strip()
+    if text.lower() in ("", "off", "none"):
+        return []
+    try:
+        return parse_many(text)
+    except ValueError:
+        raise ConfigError(
+            f'PETITION_{key} must be like "200 per hour" or "30 per minute; 300 per hour", '
+            f'or "off", not {text!r}.'
+        ) from None
+
+
+def client_key() -> str:
+    """Who is asking: the client's address, or its /64 for IPv6 (one home or phone has one)."""
+    address = request.remote_addr or "unknown"
+    if ":" in address:
+        try:
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        except ValueError:
+            pass
+    return address
+
+
 def check_login_attempt() -> None:
     """Organiser logins: 10 a minute and 50 an hour from one address."""
     limiter: Limiter = current_app.extensions["petition.limiter"]
-    limiter.hit("login", LOGIN_LIMITS, request.remote_addr or "unknown")
+    limiter.hit("login", LOGIN_LIMITS, client_key())
+
+
+def check_signing() -> None:
+    """Signatures sent from one address (PETITION_SIGN_RATE_LIMIT): each one mails somebody."""
+    limits = current_app.extensions["petition.sign_limits"]
+    if limits:
+        limiter: Limiter = current_app.extensions["petition.limiter"]
+        limiter.hit("sign", limits, client_key())

@@ -36,6 +36,7 @@ def test_development_start_gets_a_throwaway_secret(clean_env):
         ("PETITION_DATABASE_URL", "mysql://x", "SQLite"),
         ("PETITION_ENV", "staging", "'production' or 'development'"),
         ("PETITION_COUNT_CACHE_SECONDS", "-1", "must not be negative"),
+        ("PETITION_SIGN_RATE_LIMIT", "lots per day", "SIGN_RATE_LIMIT must be like"),
     ],
 )
 def test_malformed_settings_are_named(clean_env, name, value, message):
@@ -61,3 +62,10 @@ def test_security_headers_are_set(client, make_letter):
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert client.get("/organiser/login").headers["Cache-Control"] == "private, no-store"
+
+
+def test_the_sign_rate_limit_can_be_turned_off(clean_env):
+    clean_env.setenv("PETITION_SECRET_KEY", "s" * 40)
+    clean_env.setenv("PETITION_SIGN_RATE_LIMIT", "off")
+    app = create_app()
+    assert app.extensions["petition.sign_limits"] == []

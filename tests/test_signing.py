@@ -252,6 +252,36 @@ def test_an_email_address_in_the_name_box_is_refused_before_it_can_be_listed(cli
     assert fresh_session().scalar(select(func.count()).select_from(Signature)) == 0
 
 
+@pytest.fixture
+def two_signatures_an_hour(app_config):
+    app_config["SIGN_RATE_LIMIT"] = "2 per hour"
+
+
+def test_signatures_from_one_network_are_limited_and_the_form_is_kept(
+    two_signatures_an_hour, client, make_letter, mailbox
+):
+    letter = make_letter(ask_comment=True)
+    for number in (1, 2):
+        data = sign_data(email=f"person{number}@example.org")
+        assert client.post(f"/letters/{letter.slug}/sign", data=data).status_code == 303
+    third = sign_data(name="Third Person", email="third@example.org", comment="Me too")
+    refused = client.post(f"/letters/{letter.slug}/sign", data=third)
+    assert refused.status_code == 429
+    assert 0 < int(refused.headers["Retry-After"]) <= 3600
+    page = refused.get_data(as_text=True)
+    assert "Too many signatures have come from your network recently" in page
+    assert 'value="Third Person"' in page and 'value="third@example.org"' in page
+    assert "Me too" in page
+    mailbox.deliver()
+    assert mailbox.messages_to("third@example.org") == []
+    assert fresh_session().scalar(select(func.count()).select_from(Signature)) == 2
+    # Another network is not held back.
+    other = client.post(
+        f"/letters/{letter.slug}/sign", data=third, environ_base={"REMOTE_ADDR": "192.0.2.7"}
+    )
+    assert other.status_code == 303
+
+
 def test_every_field_has_a_length_limit(client, make_letter):
     letter = make_letter(ask_comment=True, ask_organisation=True)
     response = client.post(

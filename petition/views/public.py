@@ -12,13 +12,15 @@ from flask import (
     session,
     url_for,
 )
-from flask_babel import get_locale
+from flask_babel import get_locale, ngettext
 from flask_wtf.csrf import generate_csrf
+from werkzeug.exceptions import TooManyRequests
 
 from petition import links, share_image, sharing
 from petition.cache import remember
 from petition.db import get_session, transaction, utcnow
 from petition.forms.sign import PreferencesForm, SignForm
+from petition.limits import check_signing
 from petition.models import Letter
 from petition.services import letters, signatories, signatures
 from petition.views import cached_count, forget_count, signable_letter
@@ -106,6 +108,21 @@ def sign(slug: str):
     form = SignForm.for_letter(letter)
     if not form.validate_on_submit():
         return _letter_page(slug, form, 422)
+    try:
+        check_signing()
+    except TooManyRequests as refused:
+        minutes = -(-(refused.retry_after or 60) // 60)
+        form.form_errors.append(
+            ngettext(
+                "Too many signatures have come from your network recently, so this one was not "
+                "saved. Please try again in %(num)s minute.",
+                "Too many signatures have come from your network recently, so this one was not "
+                "saved. Please try again in %(num)s minutes.",
+                minutes,
+            )
+        )
+        page, status = _letter_page(slug, form, 429)
+        return page, status, {"Retry-After": str(refused.retry_after or 60)}
     with transaction() as session:
         signatures.sign(session, letter, form.to_input())
     return redirect(url_for("public.check_inbox", slug=slug), 303)
