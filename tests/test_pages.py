@@ -143,19 +143,27 @@ def test_verified_page_numbers_the_signer_and_offers_plain_share_links(
 
 def test_signer_can_hide_their_name_stop_updates_and_still_withdraw(client, make_letter, mailbox):
     letter = make_letter()
-    manage = sign_and_confirm(client, mailbox, letter, name="Jane Doe", show_name="y")
+    manage = sign_and_confirm(
+        client, mailbox, letter, name="Jane Doe", show_name="y", share_email="y"
+    )
     assert "Jane D." in client.get(f"/letters/{letter.slug}").get_data(as_text=True)
     page = client.get(manage).get_data(as_text=True)
     assert re.search(r'<input checked[^>]*name="show_name"', page)
+    assert re.search(r'<input [^>]*checked[^>]*name="share_email"', page)
+    assert "one already delivered stays with the recipient" in page
     signature = fresh_session().query(Signature).one()
     assert signature.wants_updates is False  # nobody is opted in to news without asking
-    saved = client.post(f"{manage}/preferences", data={})  # both boxes unticked
+    saved = client.post(f"{manage}/preferences", data={})  # every box unticked
     assert saved.status_code == 303
     assert "Saved." in client.get(saved.headers["Location"]).get_data(as_text=True)
     assert "Jane D." not in client.get(f"/letters/{letter.slug}").get_data(as_text=True)
     assert api_count(client, letter) == 1  # hiding is not withdrawing
     signature = fresh_session().query(Signature).populate_existing().one()
-    assert (signature.show_name, signature.wants_updates) == (False, False)
+    assert (signature.show_name, signature.share_email, signature.wants_updates) == (
+        False,
+        False,
+        False,
+    )
     client.post(f"{manage}/preferences", data={"show_name": "y", "wants_updates": "y"})
     assert "Jane D." in client.get(f"/letters/{letter.slug}").get_data(as_text=True)
     unknown = client.post("/signature/not-a-real-token-but-long/preferences", data={})

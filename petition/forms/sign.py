@@ -21,6 +21,8 @@ SHOW_NAME_LABEL = _l(
     "Show my first name and initial on the public list of signatories, with any organisation "
     "and comment I give"
 )
+SHARE_EMAIL_LABEL = _l("Share my email address with the recipient")
+WANTS_UPDATES_LABEL = _l("Email me news about this letter (at most a few times)")
 OPTIONAL_FIELDS = {
     "postcode": "ask_postcode",
     "organisation": "ask_organisation",
@@ -85,8 +87,8 @@ class SignForm(Form):
         render_kw={"maxlength": 500, "rows": 3},
     )
     show_name = BooleanField(SHOW_NAME_LABEL)
-    share_email = BooleanField(_l("Share my email address with the recipient"))
-    wants_updates = BooleanField(_l("Email me news about this letter (at most a few times)"))
+    share_email = BooleanField(SHARE_EMAIL_LABEL)
+    wants_updates = BooleanField(WANTS_UPDATES_LABEL)
 
     @classmethod
     def for_letter(cls, letter: SigningTerms, **kwargs: object) -> SignForm:
@@ -114,4 +116,11 @@ class PreferencesForm(Form):
     """A signer's choices after signing, changed from the link in their email."""
 
     show_name = BooleanField(SHOW_NAME_LABEL)
-    wants_updates = BooleanField(_l("Email me news about this letter (at most a few times)"))
+    share_email = BooleanField(
+        SHARE_EMAIL_LABEL,
+        description=_l(
+            "Takes effect for every list of signatories made from now on; one already "
+            "delivered stays with the recipient."
+        ),
+    )
+    wants_updates = BooleanField(WANTS_UPDATES_LABEL)

@@ -551,10 +551,14 @@ def find_by_manage_token(session: Session, raw: str) -> Signature:
     return signature
 
 
-def set_preferences(session: Session, raw: str, *, show_name: bool, wants_updates: bool) -> Letter:
-    """Change whether the signer is shown publicly and whether they hear more."""
+def set_preferences(
+    session: Session, raw: str, *, show_name: bool, share_email: bool, wants_updates: bool
+) -> None:
+    """Change whether the signer is listed, whether the recipient gets their address, and
+    whether they hear more: consent given at signing can be taken back at any time."""
     signature = find_by_manage_token(session, raw)
     signature.show_name = show_name
+    signature.share_email = share_email
     signature.wants_updates = wants_updates
     session.flush()
 

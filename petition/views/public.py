@@ -227,9 +227,7 @@ def manage(token: str):
     session = get_session()
     signature = signatures.find_by_manage_token(session, token)
     letter = session.get_one(Letter, signature.letter_id)
-    form = PreferencesForm(
-        data={"show_name": signature.show_name, "wants_updates": signature.wants_updates}
-    )
+    form = PreferencesForm(obj=signature)
     return render_template(
         "public/manage.html", letter=letter, signature=signature, token=token, form=form
     )
@@ -242,7 +240,11 @@ def preferences(token: str):
         return redirect(url_for("public.manage", token=token), 303)
     with transaction() as session:
         signatures.set_preferences(
-            session, token, show_name=form.show_name.data, wants_updates=form.wants_updates.data
+            session,
+            token,
+            show_name=form.show_name.data,
+            share_email=form.share_email.data,
+            wants_updates=form.wants_updates.data,
         )
     return redirect(url_for("public.manage", token=token, saved=1), 303)
 
