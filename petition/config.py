@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -66,10 +68,41 @@ def defaults(instance_path: str) -> dict[str, Any]:
     }
 
 
+# Settings that are text whatever they look like: from_prefixed_env reads values as JSON first,
+# so a secret of digits would become a number and a password "true" a boolean.
+TEXT_SETTINGS = (
+    "SECRET_KEY",
+    "DATABASE_URL",
+    "BASE_URL",
+    "MAIL_FROM",
+    "MAIL_DIR",
+    "SMTP_HOST",
+    "SMTP_USERNAME",
+    "SMTP_PASSWORD",
+    "REDIS_URL",
+    "SIGN_RATE_LIMIT",
+)
+
+# Whole-number settings and the smallest (and largest) value that works.
+WHOLE_NUMBERS = {
+    "SMTP_PORT": (1, 65535),
+    "MAIL_MAX_ATTEMPTS": (1, None),
+    "MAIL_LEASE_SECONDS": (1, None),
+    "DATABASE_POOL_SIZE": (1, None),
+    "MAIL_RETRY_SECONDS": (0, None),
+    "VERIFY_TOKEN_HOURS": (1, None),
+    "DELIVERY_LINK_DAYS": (1, None),
+    "TRUSTED_PROXIES": (0, None),
+}
+
+
 def load(app: Flask, overrides: dict[str, Any] | None = None) -> None:
     """Fill app.config and refuse to start on a missing or malformed setting."""
     app.config.update(defaults(app.instance_path))
     app.config.from_prefixed_env("PETITION")
+    for key in TEXT_SETTINGS:
+        if (raw := os.environ.get(f"PETITION_{key}")) is not None:
+            app.config[key] = raw
     if overrides:
         app.config.update(overrides)
     _coerce(app.config)
@@ -78,17 +111,8 @@ def load(app: Flask, overrides: dict[str, Any] | None = None) -> None:
 
 def _coerce(config: dict[str, Any]) -> None:
     """from_prefixed_env leaves values it cannot parse as JSON as strings; fix the typed ones."""
-    for key in (
-        "SMTP_PORT",
-        "MAIL_MAX_ATTEMPTS",
-        "MAIL_LEASE_SECONDS",
-        "DATABASE_POOL_SIZE",
-        "MAIL_RETRY_SECONDS",
-        "VERIFY_TOKEN_HOURS",
-        "DELIVERY_LINK_DAYS",
-        "TRUSTED_PROXIES",
-    ):
-        config[key] = _integer(key, config[key])
+    for key, (low, high) in WHOLE_NUMBERS.items():
+        config[key] = _integer(key, config[key], low, high)
     config["COUNT_CACHE_SECONDS"] = _number("COUNT_CACHE_SECONDS", config["COUNT_CACHE_SECONDS"])
     config["COUNT_POLL_SECONDS"] = max(
         _number("COUNT_POLL_SECONDS", config["COUNT_POLL_SECONDS"]), 0.2
@@ -104,7 +128,7 @@ def _coerce(config: dict[str, Any]) -> None:
     config["BASE_URL"] = str(config["BASE_URL"]).rstrip("/")
 
 
-def _integer(key: str, value: Any) -> int:
+def _integer(key: str, value: Any, low: int, high: int | None) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ConfigError(f"PETITION_{key} must be a whole number, not {value!r}.")
     try:
@@ -113,6 +137,9 @@ def _integer(key: str, value: Any) -> int:
         raise ConfigError(f"PETITION_{key} must be a whole number, not {value!r}.") from None
     if number < 0:
         raise ConfigError(f"PETITION_{key} must not be negative (got {number}).")
+    if number < low or (high is not None and number > high):
+        span = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"PETITION_{key} must be {span} (got {number}).")
     return number
 
 
@@ -151,9 +178,21 @@ def _check(app: Flask) -> None:
                 "For a local trial set PETITION_ENV=development instead."
             )
         config["SECRET_KEY"] = secrets.token_urlsafe(48)
-    elif config["ENV"] == "production" and not app.testing and len(config["SECRET_KEY"]) < 32:
+    elif config["ENV"] == "production" and not app.testing:
+        if len(str(config["SECRET_KEY"])) < 32:
+            raise ConfigError(
+                "PETITION_SECRET_KEY is too short to be safe: use at least 32 random characters."
+            )
+        if str(config["SECRET_KEY"]).startswith("change-me"):  # deploy/petition.env.example
+            raise ConfigError(
+                "PETITION_SECRET_KEY is still the example's placeholder: replace it with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))'."
+            )
+    _, sender = parseaddr(str(config["MAIL_FROM"]))
+    if "@" not in sender:
         raise ConfigError(
-            "PETITION_SECRET_KEY is too short to be safe: use at least 32 random characters."
+            "PETITION_MAIL_FROM must be an address, optionally with a name, such as "
+            f"'Open letters <letters@example.org>', not {config['MAIL_FROM']!r}."
         )
     if config["MAIL_BACKEND"] not in MAIL_BACKENDS:
         raise ConfigError(

@@ -37,6 +37,15 @@ def test_development_start_gets_a_throwaway_secret(clean_env):
         ("PETITION_ENV", "staging", "'production' or 'development'"),
         ("PETITION_COUNT_CACHE_SECONDS", "-1", "must not be negative"),
         ("PETITION_SIGN_RATE_LIMIT", "lots per day", "SIGN_RATE_LIMIT must be like"),
+        ("PETITION_VERIFY_TOKEN_HOURS", "0", "VERIFY_TOKEN_HOURS must be at least 1"),
+        ("PETITION_DELIVERY_LINK_DAYS", "0", "DELIVERY_LINK_DAYS must be at least 1"),
+        ("PETITION_SMTP_PORT", "99999", "SMTP_PORT must be from 1 to 65535"),
+        ("PETITION_MAIL_FROM", "bad", "MAIL_FROM must be an address"),
+        (
+            "PETITION_SECRET_KEY",
+            "change-me-to-48-random-characters-from-secrets-token-urlsafe",
+            "still the example's placeholder",
+        ),
     ],
 )
 def test_malformed_settings_are_named(clean_env, name, value, message):
@@ -69,3 +78,9 @@ def test_the_sign_rate_limit_can_be_turned_off(clean_env):
     clean_env.setenv("PETITION_SIGN_RATE_LIMIT", "off")
     app = create_app()
     assert app.extensions["petition.sign_limits"] == []
+
+
+@pytest.mark.parametrize("secret", ["1" * 48, "true" + "0" * 40])
+def test_a_secret_key_is_text_whatever_it_looks_like(clean_env, secret):
+    clean_env.setenv("PETITION_SECRET_KEY", secret)
+    assert create_app().config["SECRET_KEY"] == secret
