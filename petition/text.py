@@ -24,4 +24,16 @@ def problem(text: str, *, multiline: bool = False) -> str | None:
             return (
                 f"Remove the invisible control character U+{ord(char):04X} at character {position}."
             )
+    if text and not any(_visible(char) for char in text):
+        return "Type some visible text (this has only spaces or invisible characters)."
     return None
+
+
+def _visible(char: str) -> bool:
+    # Letters, digits, punctuation and symbols; not spaces (Z*), formatting (Cf) or controls.
+    return unicodedata.category(char)[0] not in "ZC"
+
+
+def one_line_ending(value: str) -> str:
+    """Line breaks as one character each: browsers send CRLF but count, and limit, one."""
+    return value.replace("\r\n", "\n")

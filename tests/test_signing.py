@@ -282,6 +282,22 @@ def test_signatures_from_one_network_are_limited_and_the_form_is_kept(
     assert other.status_code == 303
 
 
+def test_invisible_names_are_refused_and_line_breaks_count_once(client, make_letter):
+    letter = make_letter(ask_comment=True)
+    invisible = client.post(
+        f"/letters/{letter.slug}/sign", data=sign_data(name="\u200b\u200b \u00a0")
+    )
+    assert invisible.status_code == 422
+    assert "Type some visible text" in invisible.get_data(as_text=True)
+    # What a phone's textarea counts as 500 characters arrives with CRLF line breaks.
+    comment = "\r\n".join(["123456789"] * 50)
+    assert len(comment) == 548
+    signed = client.post(f"/letters/{letter.slug}/sign", data=sign_data(comment=comment))
+    assert signed.status_code == 303
+    stored = fresh_session().scalar(select(Signature.comment))
+    assert stored == comment.replace("\r\n", "\n") and len(stored) == 499
+
+
 def test_every_field_has_a_length_limit(client, make_letter):
     letter = make_letter(ask_comment=True, ask_organisation=True)
     response = client.post(

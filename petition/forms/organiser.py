@@ -18,7 +18,14 @@ from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from petition.dates import LOCAL_TIME, closing_day, end_of_day
 from petition.forms import Form
-from petition.forms.validators import email_address, multi_line, single_line, strip, whole_number
+from petition.forms.validators import (
+    email_address,
+    multi_line,
+    one_line_ending,
+    single_line,
+    strip,
+    whole_number,
+)
 from petition.models import Letter
 from petition.services.letters import GOAL_MAX, SLUG_MAX, LetterInput
 
@@ -79,6 +86,7 @@ class LetterForm(Form):
     )
     body = TextAreaField(
         _l("The letter"),
+        filters=[one_line_ending],  # leading spaces are kept: they mean something in Markdown
         validators=[
             DataRequired(_l("Write the letter.")),
             Length(max=20_000, message=_l("Keep the letter under 20,000 characters.")),

@@ -38,8 +38,12 @@ def email_address(form: Form, field: Field) -> None:
         ) from None
 
 
+def one_line_ending(value: str | None) -> str | None:
+    return text.one_line_ending(value) if isinstance(value, str) else value
+
+
 def strip(value: str | None) -> str | None:
-    return value.strip() if isinstance(value, str) else value
+    return text.one_line_ending(value).strip() if isinstance(value, str) else value
 
 
 def whole_number(minimum: int, maximum: int):
