@@ -381,11 +381,20 @@ def mail_retry_failed() -> None:
 @cli.command("demo", with_appcontext=False)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
-def demo_command(host: str, port: int) -> None:
-    """Run the whole site on this machine with a demo letter and organiser."""
+@click.option(
+    "--database",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The demo's SQLite file (default: demo.sqlite3 in the instance folder).",
+)
+def demo_command(host: str, port: int, database: Path | None) -> None:
+    """Run the whole site on this machine with a demo letter and organiser.
+
+    Other commands reach the demo's data with
+    PETITION_DATABASE_URL=sqlite:///<the file it prints>.
+    """
     from petition.demo import run
 
-    run(host, port)
+    run(host, port, database)
 
 
 if __name__ == "__main__":

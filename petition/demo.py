@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import socket
 import threading
 from pathlib import Path
 
 import click
 from flask import Flask
 from sqlalchemy import select
-from werkzeug.serving import run_simple
+from werkzeug.serving import make_server, select_address_family
 
 from petition import create_app, links, migrate
 from petition.db import transaction
@@ -41,18 +43,32 @@ The undersigned members
 """
 
 
-def run(host: str, port: int) -> None:
+def run(host: str, port: int, database: Path | None = None) -> None:
+    # Its own file, whatever PETITION_DATABASE_URL says: the demo resets an organiser's
+    # password and adds a letter, which must never happen to a real database.
+    database = database or Path(Flask("petition").instance_path) / "demo.sqlite3"
     settings = {
         "ENV": "development",
-        # Its own file, whatever PETITION_DATABASE_URL says: the demo resets an organiser's
-        # password and adds a letter, which must never happen to a real database.
-        "DATABASE_URL": f"sqlite:///{Path(Flask('petition').instance_path) / 'demo.sqlite3'}",
+        "DATABASE_URL": f"sqlite:///{database.resolve()}",
         "BASE_URL": f"http://{host}:{port}",
         "SESSION_COOKIE_SECURE": False,
         "REMEMBER_COOKIE_SECURE": False,
         "MAIL_BACKEND": os.environ.get("PETITION_MAIL_BACKEND", "console"),
     }
     app = create_app(settings)
+    # Listen before touching the database: a second demo on a port in use must fail without
+    # changing the password that the first one printed.
+    try:
+        family = select_address_family(host, port)
+        listener = socket.create_server((host, port), family=family)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            hint = "the port is in use (is a demo already running?): choose another with --port"
+        else:
+            hint = "give --host an address of this machine, such as 127.0.0.1"
+        raise click.ClickException(f"Cannot listen on {host}:{port}: {hint}.") from None
+    with listener:
+        server = make_server(host, port, app, threaded=True, fd=listener.fileno())
     migrate.upgrade(app.config["DATABASE_URL"])
     password = secrets.token_urlsafe(9)
     with app.app_context():
@@ -101,6 +117,9 @@ def run(host: str, port: int) -> None:
     worker.start()
     try:
         # werkzeug directly: app.run() declines to start inside a Flask CLI command.
-        run_simple(host, port, app, threaded=True, use_reloader=False)
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
     finally:
         stop.set()
+        server.server_close()
