@@ -32,9 +32,14 @@ login_manager.session_protection = "strong"
 
 @login_manager.user_loader
 def _load(user_id: str) -> Organiser | None:
-    if not user_id.isdigit():
+    """The organiser a session cookie names, if that session has not been ended since."""
+    organiser_id, _, version = user_id.partition(".")
+    if not (organiser_id.isdigit() and version.isdigit()):
+        return None  # includes cookies from before sessions carried a version
+    organiser = get_session().get(Organiser, int(organiser_id))
+    if organiser is None or not organiser.active or organiser.session_version != int(version):
         return None
-    return get_session().get(Organiser, int(user_id))
+    return organiser
 
 
 def init_app(app: Flask) -> None:

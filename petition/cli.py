@@ -161,7 +161,31 @@ def organisers_set_password(email: str, password_stdin: bool) -> None:
             organisers.set_password(session, organiser, password)
     except DomainError as error:
         raise _fail(error) from None
-    click.echo(f"Password changed for {organiser.email}.")
+    click.echo(f"Password changed for {organiser.email}; their other sessions have ended.")
+
+
+@organisers_cli.command("disable")
+@click.argument("email")
+def organisers_disable(email: str) -> None:
+    """End EMAIL's sessions and refuse their logins (their letters stay as they are)."""
+    _set_active(email, False)
+    click.echo(f"Disabled {email.strip().lower()}: logged out everywhere, and cannot log in.")
+
+
+@organisers_cli.command("enable")
+@click.argument("email")
+def organisers_enable(email: str) -> None:
+    """Let a disabled organiser log in again."""
+    _set_active(email, True)
+    click.echo(f"Enabled {email.strip().lower()}: they can log in again.")
+
+
+def _set_active(email: str, active: bool) -> None:
+    with transaction() as session:
+        organiser = organisers.find(session, email)
+        if organiser is None:
+            raise click.ClickException(f"No organiser has the email {email}.")
+        organisers.set_active(session, organiser, active)
 
 
 def _read_password(from_stdin: bool) -> str:

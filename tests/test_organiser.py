@@ -8,6 +8,7 @@ import re
 
 from sqlalchemy import select
 
+from petition.cli import cli
 from petition.models import Letter, LetterStatus
 from tests.conftest import PASSWORD, api_count, fresh_session, sign_and_confirm
 
@@ -232,3 +233,38 @@ def test_repeated_wrong_passwords_are_slowed_down(client, make_organiser):
 
 def test_an_organiser_session_taken_to_another_browser_is_refused(client, logged_in):
     assert client.get("/organiser/", headers={"User-Agent": "Firefox"}).status_code == 302
+
+
+def _copy_of(client, app):
+    """Another browser holding a copy of this client's session cookie."""
+    other = app.test_client()
+    other.set_cookie("session", client.get_cookie("session").value)
+    return other
+
+
+def test_logging_out_ends_every_copy_of_the_session(app, client, logged_in):
+    copy = _copy_of(client, app)
+    assert copy.get("/organiser/").status_code == 200
+    assert client.post("/organiser/logout").status_code == 303
+    assert copy.get("/organiser/").status_code == 302  # to the login page
+
+
+def test_a_new_password_or_a_disabled_account_ends_sessions(app, client, logged_in):
+    copy = _copy_of(client, app)
+    changed = app.test_cli_runner().invoke(
+        cli, ["organisers", "set-password", logged_in.email, "--password-stdin"],
+        input="another long password\n",
+    )  # fmt: skip
+    assert "their other sessions have ended" in changed.output
+    assert copy.get("/organiser/").status_code == 302
+
+    login = {"email": logged_in.email, "password": "another long password"}
+    assert client.post("/organiser/login", data=login).status_code == 303
+    disabled = app.test_cli_runner().invoke(cli, ["organisers", "disable", logged_in.email])
+    assert disabled.exit_code == 0, disabled.output
+    assert client.get("/organiser/").status_code == 302
+    assert client.post("/organiser/login", data=login).status_code == 401
+    app.test_cli_runner().invoke(cli, ["organisers", "enable", logged_in.email])
+    assert client.post("/organiser/login", data=login).status_code == 303
+    missing = app.test_cli_runner().invoke(cli, ["organisers", "disable", "nobody@example.org"])
+    assert missing.exit_code == 1 and "No organiser has the email" in missing.output

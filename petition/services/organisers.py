@@ -50,9 +50,22 @@ def create(session: Session, email: str, password: str, name: str = "") -> Organ
 
 
 def set_password(session: Session, organiser: Organiser, password: str) -> None:
+    """A new password, which also ends every session the organiser had."""
     check_password_strength(password)
     organiser.password_hash = _hasher.hash(password)
+    end_sessions(session, organiser)
+
+
+def end_sessions(session: Session, organiser: Organiser) -> None:
+    """Log the organiser out everywhere: every session cookie made so far stops working."""
+    organiser.session_version += 1
     session.flush()
+
+
+def set_active(session: Session, organiser: Organiser, active: bool) -> None:
+    """Disable an account (its sessions end and it cannot log in) or enable it again."""
+    organiser.active = active
+    end_sessions(session, organiser)
 
 
 def find(session: Session, email: str) -> Organiser | None:

@@ -49,6 +49,9 @@ def _safe_next(target: str | None) -> str:
 @bp.post("/logout")
 @login_required
 def logout():
+    # A copy of the cookie (another browser, a stolen one) must not outlive the logout.
+    with transaction() as session:
+        organisers.end_sessions(session, current_user._get_current_object())
     logout_user()
     return redirect(url_for("public.home"), 303)
 
