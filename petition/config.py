@@ -43,6 +43,8 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "MAIL_LEASE_SECONDS": 120,
         # The first retry after a failed send; each further one waits twice as long (to 1 h).
         "MAIL_RETRY_SECONDS": 30,
+        # Days a message that could not be sent stays visible to operators before it is deleted.
+        "PARKED_MAIL_DAYS": 30,
         "REDIS_URL": None,
         # How many proxies in front of the app set X-Forwarded-For/-Proto/-Host (0: none).
         "TRUSTED_PROXIES": 0,
@@ -92,6 +94,7 @@ WHOLE_NUMBERS = {
     "MAIL_RETRY_SECONDS": (0, None),
     "VERIFY_TOKEN_HOURS": (1, None),
     "DELIVERY_LINK_DAYS": (1, None),
+    "PARKED_MAIL_DAYS": (1, None),
     "TRUSTED_PROXIES": (0, None),
 }
 

@@ -57,8 +57,12 @@ def run_worker(
                 if time.monotonic() - last_purge > PURGE_EVERY_SECONDS:
                     with db.transaction() as session:
                         purged = signatures.purge_expired(session)
+                        kept_for = timedelta(days=app.config["PARKED_MAIL_DAYS"])
+                        parked = mail.purge_parked(session, db.utcnow() - kept_for)
                     if purged:
                         log.info("purged %s expired pending signatures", purged)
+                    if parked:
+                        log.info("deleted %s parked messages older than %s", parked, kept_for)
                     last_purge = time.monotonic()
             except Exception:  # keep the worker alive through a database restart
                 log.exception("housekeeping failed; will retry")

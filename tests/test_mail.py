@@ -61,6 +61,24 @@ def test_a_message_that_keeps_failing_is_parked_with_its_error(app, client, make
         assert mail.retry_failed(session) == 1
 
 
+def test_parked_messages_are_deleted_after_the_set_days(app, client, make_letter, mailbox):
+    app.config["MAIL_MAX_ATTEMPTS"] = 1
+    app.config["SMTP_PORT"] = free_port()
+    letter = make_letter()
+    for who in ("old", "new"):
+        client.post(f"/letters/{letter.slug}/sign", data=sign_data(email=f"{who}@example.org"))
+    run_worker(app, threading.Event(), once=True)
+    assert mail.status(fresh_session())["failed"] == 2
+    with transaction() as session:
+        session.execute(
+            update(Message)
+            .where(Message.to_address == "old@example.org")
+            .values(created_at=utcnow() - timedelta(days=app.config["PARKED_MAIL_DAYS"], hours=1))
+        )
+    run_worker(app, threading.Event(), once=True)  # its first pass does the housekeeping
+    assert [m.to_address for m in fresh_session().scalars(select(Message))] == ["new@example.org"]
+
+
 def test_sent_messages_keep_no_address_or_token(app, client, make_letter, mailbox):
     letter = make_letter()
     client.post(f"/letters/{letter.slug}/sign", data=sign_data())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import event, func, select
@@ -84,6 +85,21 @@ def test_confirmation_mail_links_to_withdrawal_which_deletes_everything(
     again = client.post(f"{manage_path}/withdraw")
     assert again.status_code == 404
     assert api_count(client, letter) == 0
+
+
+def test_a_withdrawn_signature_is_not_left_readable_in_the_sqlite_file(
+    app, client, make_letter, mailbox, database_url
+):
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's file format")
+    letter = make_letter()
+    manage_path = sign_and_confirm(client, mailbox, letter, name="Carol Privatename")
+    client.post(f"{manage_path}/withdraw")
+    mailbox.deliver()  # the "withdrawn" email, which greets them by name
+    with db.engine().connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    path = database_url.removeprefix("sqlite:///")
+    assert b"Carol Privatename" not in Path(path).read_bytes()
 
 
 def test_signing_again_with_the_same_mailbox_never_reveals_it_and_never_doubles(

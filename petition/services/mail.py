@@ -319,6 +319,15 @@ def status(session: Session) -> dict[str, int]:
     return counts
 
 
+def purge_parked(session: Session, older_than: datetime) -> int:
+    """Delete parked messages queued before `older_than`: each holds an address, a name and
+    often a link, and nobody is going to send it now. Returns how many."""
+    result = session.execute(
+        delete(Message).where(Message.state == MessageState.FAILED, Message.created_at < older_than)
+    )
+    return result.rowcount
+
+
 def failed(session: Session, limit: int = 50) -> list[Message]:
     """Parked messages with their last error, for operators."""
     query = select(Message).where(Message.state == MessageState.FAILED).order_by(Message.id)
