@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import runpy
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import free_port
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def test_the_nginx_site_passes_nginx_t(tmp_path):
+def _site_here(tmp_path: Path, plain_port: int = 80, tls_port: int = 443) -> Path:
+    """deploy/nginx with this machine's paths, a throwaway certificate and the given ports:
+    returns the nginx.conf to give `nginx -c`. Every directive is otherwise nginx's to judge."""
     if not os.access(NGINX, os.X_OK):
         pytest.skip("nginx test: install nginx (apt-get install -y nginx) to run it")
     if not shutil.which("openssl"):
@@ -28,29 +36,68 @@ def test_the_nginx_site_passes_nginx_t(tmp_path):
         capture_output=True,
     )
     site = (DEPLOY / "nginx" / "petition.conf").read_text()
-    # Only the machine-specific paths change; every directive is nginx's to judge.
     for example, here in {
         "/etc/letsencrypt/live/letters.example.org/fullchain.pem": cert,
         "/etc/letsencrypt/live/letters.example.org/privkey.pem": key,
         "/var/cache/nginx/petition-count": tmp_path / "cache",
         "/etc/nginx/snippets/petition-proxy.conf": DEPLOY / "nginx" / "petition-proxy.conf",
+        "/var/log/nginx/access.log": tmp_path / "access.log",
+        "listen 80;": f"listen 127.0.0.1:{plain_port};",
+        "listen 443 ssl http2;": f"listen 127.0.0.1:{tls_port} ssl http2;",
+        "listen [::]:80;": "",
+        "listen [::]:443 ssl http2;": "",
     }.items():
         assert example in site
         site = site.replace(example, str(here))
     (tmp_path / "site.conf").write_text(site)
     (tmp_path / "nginx.conf").write_text(
         f"pid {tmp_path}/nginx.pid;\n"
+        "daemon off;\n"
         "events {}\n"
         f"http {{ access_log off; include {tmp_path}/site.conf; }}\n"
     )
-    logs = ["-e", str(tmp_path / "error.log")]
-    checked = subprocess.run(
-        [NGINX, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), *logs],
-        capture_output=True,
-        text=True,
-    )
+    return tmp_path / "nginx.conf"
+
+
+def _nginx(config: Path, *args: str) -> list[str]:
+    return [
+        NGINX,
+        "-p",
+        str(config.parent),
+        "-c",
+        str(config),
+        "-e",
+        str(config.parent / "e.log"),
+        *args,
+    ]
+
+
+def test_the_nginx_site_passes_nginx_t(tmp_path):
+    checked = subprocess.run(_nginx(_site_here(tmp_path), "-t"), capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
     assert "syntax is ok" in checked.stderr
+
+
+def test_nginx_logs_secret_links_without_their_token(tmp_path):
+    plain, tls = free_port(), free_port()
+    nginx = subprocess.Popen(_nginx(_site_here(tmp_path, plain, tls)), stderr=subprocess.PIPE)
+    try:
+        wait_for_port(tls)
+        for path in ("/verify/SECRETverify", "/signature/SECRETmanage", "/deliveries/SECRETdl"):
+            plain_answer = http_status(plain, path)
+            assert plain_answer == 301  # to HTTPS, and logged
+            tls_answer = http_status(tls, path, tls=True)
+            assert tls_answer == 502  # no app behind it here, but logged all the same
+        http_status(tls, "/letters/open-one", tls=True)
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
+        nginx.stderr.close()
+    log = (tmp_path / "access.log").read_text()
+    assert "SECRET" not in log
+    for kind in ("verify", "signature", "deliveries"):
+        assert log.count(f"GET /{kind}/<token> HTTP/1.1") == 2
+    assert "GET /letters/open-one HTTP/1.1" in log
 
 
 def test_gunicorn_settings_take_the_documented_environment_variables(monkeypatch):
@@ -83,3 +130,27 @@ def test_gunicorn_stops_with_the_configuration_error_alone(tmp_path):
     assert "petition: PETITION_SECRET_KEY is not set" in started.stderr
     assert "Traceback" not in started.stderr
     assert "App failed to load" in started.stderr
+
+
+def wait_for_port(port: int, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def http_status(port: int, path: str, *, tls: bool = False) -> int:
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+    else:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Host": "letters.example.org"})
+        return connection.getresponse().status
+    finally:
+        connection.close()
