@@ -118,6 +118,27 @@ def test_closing_date_survives_editing_unchanged(client, logged_in):
     assert letter.closes_at.isoformat() == "2030-06-30T23:00:00+00:00"  # midnight BST
 
 
+def test_a_question_people_have_answered_cannot_be_dropped(client, logged_in, make_letter, mailbox):
+    letter = make_letter(organiser=logged_in, ask_postcode=True, ask_comment=True)
+    sign_and_confirm(client, mailbox, letter, postcode="LS1 4AP")
+    edit = f"/organiser/letters/{letter.id}/edit"
+    edited = {key: value for key, value in LETTER_FORM.items() if key != "ask_postcode"}
+    edited["title"] = "Stand now, please"  # neither question ticked
+    refused = client.post(edit, data=edited)
+    assert refused.status_code == 422
+    page = refused.get_data(as_text=True)
+    assert "People who signed have given a postcode, so the letter keeps asking for it" in page
+    assert 'value="Stand now, please"' in page
+    # Nobody wrote a comment, so that question may go; the postcode stays.
+    assert client.post(edit, data=dict(edited, ask_postcode="y")).status_code == 303
+    saved = fresh_session().get(Letter, letter.id, populate_existing=True)
+    assert (saved.title, saved.ask_postcode, saved.ask_comment) == (
+        "Stand now, please",
+        True,
+        False,
+    )
+
+
 def test_absurd_ids_in_urls_are_not_found(client, logged_in):
     for path in ("/organiser/letters/99999999999999999999999", "/organiser/letters/0/edit"):
         assert client.get(path).status_code == 404

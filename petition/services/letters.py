@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from petition import emails, markup, text
 from petition.db import utcnow
 from petition.errors import InvalidInput, LetterNotEditable, LetterNotFound, NotFound, SlugTaken
-from petition.models import Letter, LetterStatus, Organiser
+from petition.models import Letter, LetterStatus, Organiser, Signature
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 SLUG_MAX = 80
@@ -161,8 +161,33 @@ def update(
         if session.scalar(select(Letter.id).where(Letter.slug == slug)) is not None:
             raise SlugTaken(field="slug")
         letter.slug = slug
+    _keep_answered_questions(session, letter, data)
     _apply(letter, data, now)
     session.flush()
+
+
+# The optional questions: the letter's flag, the signature's column, what it asks for.
+QUESTIONS = (
+    ("ask_postcode", "postcode", "a postcode"),
+    ("ask_organisation", "organisation", "an organisation or role"),
+    ("ask_comment", "comment", "a comment"),
+)
+
+
+def _keep_answered_questions(session: Session, letter: Letter, data: LetterInput) -> None:
+    """A question people have answered stays: dropping it would drop their answers from the
+    list the recipient gets. Adding one is fine (earlier signers simply have none)."""
+    for flag, column, what in QUESTIONS:
+        if getattr(letter, flag) and not getattr(data, flag):
+            answered = select(Signature.id).where(
+                Signature.letter_id == letter.id, getattr(Signature, column).is_not(None)
+            )
+            if session.scalar(answered.limit(1)) is not None:
+                raise InvalidInput(
+                    f"People who signed have given {what}, so the letter keeps asking for it: "
+                    "their answers still go to the recipient.",
+                    field=flag,
+                )
 
 
 def ensure_editable(letter: Letter) -> None:
