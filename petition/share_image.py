@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-import textwrap
+from functools import cache
+from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -11,9 +12,14 @@ WIDTH, HEIGHT = 1200, 630
 INK, ACCENT, PAPER, MUTED = "#1b1b1f", "#b3123b", "#ffffff", "#555861"
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    # Pillow's bundled scalable font: no system fonts needed, the same on every machine.
-    return ImageFont.load_default(size=size)
+# DejaVu Sans (Bitstream Vera licence, beside it): Pillow's own font has no accented letters,
+# so "Siân" or "Łódź" came out with boxes. Shipped with the package, the same on every machine.
+FONT = Path(__file__).resolve().parent / "fonts" / "DejaVuSans.ttf"
+
+
+@cache
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(FONT), size)
 
 
 def render(title: str, recipient: str, count: int, goal: int | None) -> bytes:
@@ -21,10 +27,9 @@ def render(title: str, recipient: str, count: int, goal: int | None) -> bytes:
     image = Image.new("RGB", (WIDTH, HEIGHT), PAPER)
     draw = ImageDraw.Draw(image)
     draw.rectangle((0, 0, WIDTH, 16), fill=ACCENT)
-    draw.text((72, 64), f"An open letter to {recipient}"[:80], font=_font(34), fill=MUTED)
-    lines = textwrap.wrap(title, width=34)
-    if len(lines) > 3:
-        lines = [*lines[:2], lines[2][:31].rstrip() + "…"]
+    heading = _fit(draw, f"An open letter to {recipient}", _font(34), max_lines=1)
+    draw.text((72, 64), heading[0], font=_font(34), fill=MUTED)
+    lines = _fit(draw, title, _font(64), max_lines=3)
     y = 124
     for line in lines:
         draw.text((72, y), line, font=_font(64), fill=INK)
@@ -42,3 +47,27 @@ def render(title: str, recipient: str, count: int, goal: int | None) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont, max_lines: int):
+    """Wrap text to the card's width as drawn (letters differ in width), at most max_lines,
+    the last one cut short with an ellipsis if the text goes on."""
+    room = WIDTH - 144
+    lines: list[str] = []
+    for word in text.split():
+        while draw.textlength(word, font=font) > room:  # a word wider than the card
+            cut = len(word) - 1
+            while cut > 1 and draw.textlength(word[:cut], font=font) > room:
+                cut -= 1
+            lines.append(word[:cut])
+            word = word[cut:]
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= room:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    if len(lines) > max_lines:
+        last = lines[max_lines - 1]
+        while last and draw.textlength(last + "…", font=font) > room:
+            last = last[:-1]
+        lines = [*lines[: max_lines - 1], last.rstrip() + "…"]
+    return lines or [""]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from PIL import Image, ImageDraw
+
+from petition import share_image
 from petition.db import transaction, utcnow
 from petition.models import Signature, SignatureState
 from petition.services import counts
@@ -45,6 +48,26 @@ def test_link_previews_have_open_graph_tags_and_a_png(client, make_letter, mailb
     assert image.mimetype == "image/png"
     assert image.get_data().startswith(b"\x89PNG\r\n\x1a\n")
     assert "public" in image.headers["Cache-Control"]
+
+
+def test_the_preview_font_has_the_letters_of_british_and_european_names():
+    font = share_image._font(64)
+
+    def drawn(text: str) -> bytes:
+        image = Image.new("L", (120, 120))
+        ImageDraw.Draw(image).text((10, 10), text, font=font, fill=255)
+        return image.tobytes()
+
+    missing = drawn("\U000f0000")  # a private-use character: the box for a missing letter
+    for character in "éóźŁâŵŷŴŶĉ–—’€":
+        assert drawn(character) != missing, character
+    card = share_image.render("Cadwch lyfrgell Llanfair ar agor – Siân", "Łódź café", 1, None)
+    assert card.startswith(b"\x89PNG")
+    # Lines are measured as drawn: wide letters wrap sooner, and a long title ends in "…".
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines = share_image._fit(draw, "W" * 60 + " and the rest of a long title", font, max_lines=3)
+    assert len(lines) == 3 and lines[-1].endswith("…")
+    assert all(draw.textlength(line, font=font) <= share_image.WIDTH - 144 for line in lines)
 
 
 def test_signatory_list_is_paginated_and_public_names_only(client, make_letter, mailbox):
