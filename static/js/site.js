@@ -119,6 +119,26 @@
     });
   });
 
+  /* A second press while the first is on its way would send the form again (two drafts, two
+     signatures' worth of mail). Listened for on the document, after any confirm() above. */
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (event.defaultPrevented) return;
+    if (form.getAttribute("data-sending")) {
+      event.preventDefault();
+      return;
+    }
+    form.setAttribute("data-sending", "1");
+    /* If the answer never comes (a dropped connection), pressing again works after a while. */
+    window.setTimeout(function () { form.removeAttribute("data-sending"); }, 8000);
+  });
+  /* Back to a page kept in the browser's memory: its forms may be sent again. */
+  window.addEventListener("pageshow", function () {
+    Array.prototype.forEach.call(document.querySelectorAll("form[data-sending]"), function (form) {
+      form.removeAttribute("data-sending");
+    });
+  });
+
   /* A form that came back with errors: move focus to the summary so it is read out first. */
   var summary = document.querySelector("[data-focus-on-load]");
   if (summary) summary.focus();

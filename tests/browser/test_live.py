@@ -162,6 +162,26 @@ def test_organiser_pages_have_no_serious_accessibility_violations(
     assert_accessible(page)
 
 
+def test_a_second_press_does_not_send_a_form_again(page: Page):
+    with transaction() as session:
+        organisers.create(session, "org@example.org", "long enough password")
+    page.goto("/organiser/login")
+    page.get_by_label("Email address").fill("org@example.org")
+    page.get_by_label("Password").fill("long enough password")
+    page.get_by_role("button", name="Log in").click()
+    page.goto("/organiser/letters/new")
+    # Two presses while the first is on its way: the page lets the first through only. (Synthetic
+    # submit events: they run the page's script but send nothing, so the test needs no timing.)
+    let_through = page.locator("form[novalidate]").evaluate(
+        """form => [1, 2].filter(() => {
+            const press = new SubmitEvent("submit", {bubbles: true, cancelable: true});
+            form.dispatchEvent(press);
+            return !press.defaultPrevented;
+        }).length"""
+    )
+    assert let_through == 1
+
+
 def test_screenshots_of_the_letter_page(page: Page, make_letter, mailbox, emailed_link, tmp_path):
     """Phone and desktop pictures for the README (PETITION_UPDATE_SCREENSHOTS=1 writes them)."""
     from tests.browser.test_pages import BODY
