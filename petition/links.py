@@ -19,6 +19,10 @@ def manage(token: str) -> str:
     return _absolute(f"/signature/{token}")
 
 
+def stop_news(token: str) -> str:
+    return _absolute(f"/news/stop/{token}")
+
+
 def delivery(token: str) -> str:
     return _absolute(f"/deliveries/{token}")
 

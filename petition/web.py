@@ -70,7 +70,7 @@ PUBLIC_HEADERS = (
     *COMMON_HEADERS,
     ("Referrer-Policy", "same-origin"),
 )
-PRIVATE_PATHS = ("/organiser", "/verify", "/signature", "/deliveries")
+PRIVATE_PATHS = ("/organiser", "/verify", "/signature", "/deliveries", "/news")
 
 
 def _security_headers(response: Response) -> Response:

@@ -158,7 +158,8 @@ class Mailbox:
         """The path of the newest link to `path` (e.g. /verify/) mailed to `address`."""
         for message in reversed(self.messages_to(address)):
             match = re.search(
-                rf"http://localhost({re.escape(path)}[A-Za-z0-9_-]+)", self.body(message)
+                rf"http://localhost({re.escape(path)}[A-Za-z0-9_.-]*[A-Za-z0-9_-])",
+                self.body(message),
             )
             if match:
                 return match.group(1)

@@ -165,3 +165,23 @@ class LetterForm(Form):
             ask_organisation=bool(self.ask_organisation.data),
             ask_comment=bool(self.ask_comment.data),
         )
+
+
+class NewsForm(Form):
+    """News of a letter for the signers who asked for it (the service checks the rules)."""
+
+    subject = StringField(
+        _l("Subject"),
+        filters=[strip],
+        render_kw={"maxlength": 150},
+        description=_l("e.g. “We delivered the letter”."),
+    )
+    body = TextAreaField(
+        _l("News"),
+        filters=[strip],
+        render_kw={"maxlength": 3000, "rows": 8},
+        description=_l(
+            "Plain text, up to 3,000 characters. Each email greets the signer by name and "
+            "ends with a link to the letter and one to stop news."
+        ),
+    )

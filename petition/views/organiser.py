@@ -6,16 +6,17 @@ from collections.abc import Callable
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy.orm import Session
 
 from petition import links
 from petition.db import get_session, transaction, utcnow
 from petition.errors import DomainError
-from petition.forms.organiser import LetterForm, LoginForm
+from petition.forms.organiser import LetterForm, LoginForm, NewsForm
 from petition.limits import check_login_attempt
 from petition.models import Letter
-from petition.services import counts, deliveries, letters, organisers
+from petition.services import counts, deliveries, letters, news, organisers
 from petition.services.letters import LetterInput
 from petition.views import csv_response, show_on_form
 
@@ -98,18 +99,39 @@ def _letter_form(
 
 @bp.get("/letters/<id:letter_id>")
 @login_required
-def show_letter(letter_id: int):
+def show_letter(letter_id: int, news_form: NewsForm | None = None, status: int = 200):
     session = get_session()
     letter = letters.get_for_organiser(session, current_user, letter_id)
-    return render_template(
+    page = render_template(
         "organiser/letter.html",
         letter=letter,
         count=counts.current(session, letter.id),
         deliveries=deliveries.list_for_letter(session, letter),
         public_url=links.letter(letter.slug),
         embed_url=links.embed(letter.slug),
+        news_form=news_form or NewsForm(),
+        news_audience=news.audience_size(session, letter),
+        news_next=news.next_allowed(session, letter),
         now=utcnow(),
     )
+    return page, status
+
+
+@bp.post("/letters/<id:letter_id>/news")
+@login_required
+def send_news(letter_id: int):
+    form = NewsForm()
+    try:
+        with transaction() as session:
+            letter = letters.get_for_organiser(session, current_user, letter_id)
+            sent = news.send(session, letter, form.subject.data or "", form.body.data or "")
+    except DomainError as error:
+        if error.status != 422:
+            raise
+        show_on_form(form, error)
+        return show_letter(letter_id, form, 422)
+    flash(ngettext("News queued for %(num)s signer.", "News queued for %(num)s signers.", sent))
+    return redirect(url_for("organiser.show_letter", letter_id=letter_id), 303)
 
 
 @bp.route("/letters/<id:letter_id>/edit", methods=["GET", "POST"])

@@ -22,7 +22,7 @@ from petition.db import get_session, transaction, utcnow
 from petition.forms.sign import PreferencesForm, SignForm
 from petition.limits import check_signing
 from petition.models import Letter
-from petition.services import letters, signatories, signatures
+from petition.services import letters, news, signatories, signatures
 from petition.views import cached_count, forget_count, signable_letter
 from petition.web import allow_framing
 
@@ -255,3 +255,22 @@ def withdraw(token: str):
         letter = signatures.withdraw(session, token)
     forget_count(letter.id)
     return render_template("public/withdrawn.html", letter=letter)
+
+
+@bp.get("/news/stop/<token>")
+def stop_news(token: str):
+    """Shows the button and changes nothing: mail scanners open every link."""
+    session = get_session()
+    signature = news.find_by_stop_token(session, token)
+    letter = session.get_one(Letter, signature.letter_id)
+    return render_template(
+        "public/stop_news.html", letter=letter, token=token, stopped=not signature.wants_updates
+    )
+
+
+@bp.post("/news/stop/<token>")
+def confirm_stop_news(token: str):
+    with transaction() as session:
+        signature = news.stop(session, token)
+        letter = session.get_one(Letter, signature.letter_id)
+    return render_template("public/stop_news.html", letter=letter, token=token, stopped=True)

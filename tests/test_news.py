@@ -1,0 +1,78 @@
+"""Organisers send news of a letter to the signers who asked for it, and only to them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from petition.db import transaction, utcnow
+from petition.models import Message
+from tests.conftest import sign_and_confirm, sign_data
+
+NEWS = {"subject": "We delivered the letter", "body": "Alex has it.\r\nThank you all."}
+
+
+def test_news_reaches_only_confirmed_signers_who_asked_and_each_can_stop_it(
+    client, logged_in, make_letter, mailbox
+):
+    letter = make_letter(organiser=logged_in)
+    sign_and_confirm(client, mailbox, letter, name="Ann Keen", email="ann@example.org",
+                     wants_updates="y")  # fmt: skip
+    sign_and_confirm(client, mailbox, letter, name="Bo Quiet", email="bo@example.org")
+    client.post(f"/letters/{letter.slug}/sign",
+                data=sign_data(email="pending@example.org", wants_updates="y"))  # fmt: skip
+    page = client.get(f"/organiser/letters/{letter.id}").get_data(as_text=True)
+    assert "1 confirmed signer asked for news of this letter." in page
+
+    sent = client.post(f"/organiser/letters/{letter.id}/news", data=NEWS)
+    assert sent.status_code == 303
+    assert "News queued for 1 signer." in client.get(sent.headers["Location"]).get_data(True)
+    mailbox.deliver()
+    [news] = [m for m in mailbox.messages if m["Subject"] == "We delivered the letter"]
+    assert news["To"] == "ann@example.org"
+    text = mailbox.body(news).replace("\r\n", "\n")
+    assert "Hello Ann Keen," in text and "Alex has it.\nThank you all." in text
+    assert f"http://localhost/letters/{letter.slug}" in text
+
+    stop_path = mailbox.link("ann@example.org", "/news/stop/")
+    shown = client.get(stop_path)
+    assert shown.status_code == 200 and "Stop the news" in shown.get_data(as_text=True)
+    assert shown.headers["Referrer-Policy"] == "no-referrer"
+    stopped = client.post(stop_path)
+    assert "You will get no more news" in stopped.get_data(as_text=True)
+    page = client.get(f"/organiser/letters/{letter.id}").get_data(as_text=True)
+    assert "0 confirmed signers asked for news of this letter." in page
+    assert client.get("/news/stop/forged-or-garbled").status_code == 404
+
+
+def test_news_goes_out_at_most_once_a_day_and_a_refusal_keeps_the_text(
+    client, logged_in, make_letter, mailbox
+):
+    letter = make_letter(organiser=logged_in)
+    sign_and_confirm(client, mailbox, letter, wants_updates="y")
+    assert client.post(f"/organiser/letters/{letter.id}/news", data=NEWS).status_code == 303
+    again = client.post(
+        f"/organiser/letters/{letter.id}/news", data={"subject": "More", "body": "Second news"}
+    )
+    assert again.status_code == 422
+    page = again.get_data(as_text=True)
+    assert "went out less than a day ago" in page
+    assert 'value="More"' in page and "Second news" in page
+
+    with transaction() as session:  # a day later
+        session.execute(update(Message).values(created_at=utcnow() - timedelta(hours=25)))
+    empty = client.post(f"/organiser/letters/{letter.id}/news", data={"subject": "", "body": "x"})
+    assert empty.status_code == 422
+    assert "Give the news a subject." in empty.get_data(as_text=True)
+    later = {"subject": "More", "body": "Second news"}
+    assert client.post(f"/organiser/letters/{letter.id}/news", data=later).status_code == 303
+    with transaction() as session:
+        kinds = session.scalars(select(Message.subject).where(Message.kind == "news")).all()
+    assert sorted(kinds) == ["More", "We delivered the letter"]
+
+
+def test_another_organisers_letter_takes_no_news(client, logged_in, make_letter, make_organiser):
+    other = make_organiser("other@example.org")
+    letter = make_letter(organiser=other)
+    assert client.post(f"/organiser/letters/{letter.id}/news", data=NEWS).status_code == 404
