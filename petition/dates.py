@@ -16,3 +16,8 @@ def end_of_day(day: date) -> datetime:
 def closing_day(closes_at: datetime) -> date:
     """The day an organiser picked: the inverse of end_of_day()."""
     return (closes_at.astimezone(LOCAL_TIME) - timedelta(microseconds=1)).date()
+
+
+def days_left(closes_at: datetime, now: datetime) -> int:
+    """Signing days left, today included: 1 on the closing day itself (UK calendar days)."""
+    return (closing_day(closes_at) - now.astimezone(LOCAL_TIME).date()).days + 1

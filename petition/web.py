@@ -12,7 +12,7 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_babel import format_date, format_datetime, format_decimal, format_timedelta
 from werkzeug.routing import IntegerConverter, Map
 
-from petition.dates import closing_day
+from petition.dates import closing_day, days_left
 from petition.db import utcnow
 
 CONTENT_SECURITY_POLICY = (
@@ -56,7 +56,11 @@ def init_app(app: Flask) -> None:
     app.after_request(_security_headers)
     app.jinja_env.globals.update(asset=asset, now=utcnow)
     app.jinja_env.filters.update(
-        number=_number, datetime=_datetime, closing_day=_closing_day, ago=_ago
+        number=_number,
+        datetime=_datetime,
+        closing_day=_closing_day,
+        ago=_ago,
+        days_left=lambda closes_at: days_left(closes_at, utcnow()),
     )
 
 

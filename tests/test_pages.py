@@ -8,6 +8,7 @@ from datetime import timedelta
 from PIL import Image, ImageDraw
 
 from petition import share_image
+from petition.dates import LOCAL_TIME, days_left, end_of_day
 from petition.db import transaction, utcnow
 from petition.models import Signature, SignatureState
 from petition.services import counts
@@ -17,7 +18,8 @@ from tests.conftest import api_count, fresh_session, sign_and_confirm, sign_data
 def test_letter_page_shows_count_progress_days_left_and_recent_public_signers(
     client, make_letter, mailbox
 ):
-    letter = make_letter(goal=5000, closes_at=utcnow() + timedelta(days=9, hours=1))
+    today = utcnow().astimezone(LOCAL_TIME).date()
+    letter = make_letter(goal=5000, closes_at=end_of_day(today + timedelta(days=9)))
     sign_and_confirm(client, mailbox, letter, name="Jane Doe", email="a@example.org", show_name="y")
     sign_and_confirm(client, mailbox, letter, name="Hidden Person", email="b@example.org")
     page = client.get(f"/letters/{letter.slug}").get_data(as_text=True)
@@ -28,6 +30,14 @@ def test_letter_page_shows_count_progress_days_left_and_recent_public_signers(
     assert "Jane D." in page
     assert "Jane Doe" not in page
     assert "Hidden" not in page
+
+
+def test_the_closing_day_says_it_is_the_last_day(client, make_letter):
+    today = utcnow().astimezone(LOCAL_TIME).date()
+    letter = make_letter(closes_at=end_of_day(today))
+    page = client.get(f"/letters/{letter.slug}").get_data(as_text=True)
+    assert "Last day to sign" in page and "day left" not in page
+    assert days_left(end_of_day(today + timedelta(days=1)), utcnow()) == 2
 
 
 def test_letter_page_is_small(client, make_letter):
