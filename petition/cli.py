@@ -311,7 +311,9 @@ def letters_recount(slug: str | None) -> None:
                 letters.get_by_slug(session, slug)
             results = counts.recount(session, slug)
     except DomainError as error:
-        raise _fail(error) from None
+        failure = _fail(error)
+        failure.exit_code = 2  # 1 means "repaired": a typo must not look like drift to cron
+        raise failure from None
     for result in results:
         if result.difference:
             click.echo(

@@ -117,7 +117,7 @@ def test_bad_arguments_get_specific_errors(app, tmp_path):
     unknown = run(app, "letters", "export", "no-such-letter")
     assert unknown.exit_code == 1
     assert "There is no letter with the slug 'no-such-letter'" in unknown.output
-    assert run(app, "letters", "recount", "no-such").exit_code == 1
+    assert run(app, "letters", "recount", "no-such").exit_code == 2  # 1 means "repaired"
 
 
 def test_bad_slug_is_explained(app, tmp_path):

@@ -33,9 +33,7 @@ def email_address(form: Form, field: Field) -> None:
     try:
         field.address = emails.parse(field.data)
     except emails.InvalidEmail as error:
-        raise ValidationError(
-            _l("Enter a valid email address (%(reason)s)", reason=error)
-        ) from None
+        raise ValidationError(_l("Enter a valid email address. %(reason)s", reason=error)) from None
 
 
 def one_line_ending(value: str | None) -> str | None:
