@@ -35,6 +35,10 @@ def test_create_organiser_reads_the_password_from_stdin_only(app):
     short = run(app, "organisers", "create", "new@example.org", "--password-stdin", input="x\n")
     assert short.exit_code == 1
     assert "at least 10 characters" in short.output
+    two_lines = run(app, "organisers", "create", "new@example.org", "--name", "a\nb",
+                    "--password-stdin", input="long enough password\n")  # fmt: skip
+    assert two_lines.exit_code == 1
+    assert "The organiser's name: Keep this on one line" in two_lines.output
     bad = run(app, "organisers", "create", "not-an-email", "--password-stdin", input="x" * 12)
     assert bad.exit_code == 1
     assert "not valid" in bad.output

@@ -9,7 +9,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from petition import emails
+from petition import emails, text
 from petition.errors import InvalidInput
 from petition.models import Organiser
 
@@ -39,10 +39,15 @@ def create(session: Session, email: str, password: str, name: str = "") -> Organ
     except emails.InvalidEmail as error:
         raise InvalidInput(f"That email address is not valid: {error}") from None
     check_password_strength(password)
+    name = name.strip()
+    if len(name) > 120:
+        raise InvalidInput("The organiser's name must be at most 120 characters.")
+    if name and (problem := text.problem(name)):
+        raise InvalidInput(f"The organiser's name: {problem}")
     if find(session, address.email) is not None:
         raise InvalidInput(f"An organiser with the email {address.email} already exists.")
     organiser = Organiser(
-        email=address.email.lower(), name=name.strip(), password_hash=_hasher.hash(password)
+        email=address.email.lower(), name=name, password_hash=_hasher.hash(password)
     )
     session.add(organiser)
     session.flush()
