@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -14,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from petition import create_app, links, migrate
 from petition.config import ConfigError
+from petition.dates import end_of_day
 from petition.db import transaction
 from petition.errors import DomainError
 from petition.services import counts, exports, letters, mail, organisers
@@ -218,6 +220,15 @@ def letters_cli() -> None:
 )
 @click.option("--slug", default=None, help="The web address; made from the title if left out.")
 @click.option("--goal", type=click.IntRange(min=1), default=None)
+@click.option(
+    "--closes-on",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="The last day to sign, YYYY-MM-DD (it closes at the end of that day, UK time).",
+)
+@click.option("--ask-postcode", is_flag=True, help="Ask signers for their postcode.")
+@click.option("--ask-organisation", is_flag=True, help="Ask for an organisation or role.")
+@click.option("--ask-comment", is_flag=True, help="Let signers add a comment.")
 @click.option("--organiser", "organiser_email", default=None, help="Owner's email.")
 @click.option("--publish", is_flag=True, help="Open it for signatures now.")
 def letters_create(
@@ -228,6 +239,10 @@ def letters_create(
     body_file,
     slug: str | None,
     goal: int | None,
+    closes_on: datetime | None,
+    ask_postcode: bool,
+    ask_organisation: bool,
+    ask_comment: bool,
     organiser_email: str | None,
     publish: bool,
 ) -> None:
@@ -255,6 +270,10 @@ def letters_create(
                 body_markdown=body,
                 slug=slug,
                 goal=goal,
+                closes_at=end_of_day(closes_on.date()) if closes_on else None,
+                ask_postcode=ask_postcode,
+                ask_organisation=ask_organisation,
+                ask_comment=ask_comment,
             )
             letter = letters.create(session, data, owner, publish=publish)
     except DomainError as error:

@@ -61,9 +61,17 @@ def test_create_list_export_and_recount_letters(app, client, mailbox, tmp_path):
     assert created.exit_code == 0, created.output
     assert created.output.strip() == "http://localhost/letters/stand-now"
     draft = run(app, "letters", "create", "--title", "Later", "--recipient-name", "Alex",
-                "--body-file", str(body), "--slug", "later-on")  # fmt: skip
+                "--body-file", str(body), "--slug", "later-on", "--closes-on", "2030-06-30",
+                "--ask-postcode", "--ask-comment")  # fmt: skip
     assert draft.stdout.strip() == "http://localhost/letters/later-on"
     assert "petition letters publish later-on" in draft.stderr
+    later = fresh_session().scalar(select(Letter).where(Letter.slug == "later-on"))
+    assert later.closes_at.isoformat() == "2030-06-30T23:00:00+00:00"  # midnight BST
+    assert (later.ask_postcode, later.ask_organisation, later.ask_comment) == (True, False, True)
+    bad_day = run(app, "letters", "create", "--title", "X", "--recipient-name", "Alex",
+                  "--body-file", str(body), "--closes-on", "30/06/2030")  # fmt: skip
+    assert bad_day.exit_code == 2
+    assert "'30/06/2030' does not match the format '%Y-%m-%d'" in bad_day.output
 
     letter = fresh_session().scalar(select(Letter).where(Letter.slug == "stand-now"))
     sign_and_confirm(client, mailbox, letter, email="a@example.org")
