@@ -8,7 +8,7 @@ import unicodedata
 # stored (names that read differently on screen and in the CSV). Other invisible formatting
 # characters (zero-width joiners in Persian or Sinhala, emoji sequences, soft hyphens) are
 # ordinary parts of text and are kept.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _LINE_BREAKS = frozenset("\n\r\u2028\u2029\x85")
 _MULTILINE_ALLOWED = frozenset("\n\r\t")
 
@@ -20,7 +20,7 @@ def problem(text: str, *, multiline: bool = False) -> str | None:
             continue
         if not multiline and char in _LINE_BREAKS:
             return "Keep this on one line (it contains a line break)."
-        if unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS:
+        if unicodedata.category(char) == "Cc" or char in BIDI_CONTROLS:
             return (
                 f"Remove the invisible control character U+{ord(char):04X} at character {position}."
             )
