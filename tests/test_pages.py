@@ -42,7 +42,12 @@ def test_the_closing_day_says_it_is_the_last_day(client, make_letter):
 
 def test_letter_page_is_small(client, make_letter):
     letter = make_letter(body_markdown="Dear Alex,\n\n" + "Please stand. " * 200)
-    assert len(client.get(f"/letters/{letter.slug}").get_data()) < 30_000
+    page = client.get(f"/letters/{letter.slug}").get_data(as_text=True)
+    assert len(page.encode()) < 30_000
+    icon = re.search(r'<link rel="icon" href="([^"]+)"', page).group(1)
+    answer = client.get(icon)
+    assert answer.status_code == 200  # so browsers stop asking for /favicon.ico
+    answer.close()
 
 
 def test_link_previews_have_open_graph_tags_and_a_png(client, make_letter, mailbox):
