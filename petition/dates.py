@@ -21,3 +21,9 @@ def closing_day(closes_at: datetime) -> date:
 def days_left(closes_at: datetime, now: datetime) -> int:
     """Signing days left, today included: 1 on the closing day itself (UK calendar days)."""
     return (closing_day(closes_at) - now.astimezone(LOCAL_TIME).date()).days + 1
+
+
+def uk_time(moment: datetime) -> str:
+    """'26 November 2026 at 15:40 GMT' (or BST): a time as people in the UK read it."""
+    local = moment.astimezone(LOCAL_TIME)
+    return f"{local.day} {local:%B %Y at %H:%M} {local.tzname()}"

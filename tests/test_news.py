@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 from sqlalchemy import select, update
 
 from petition.db import transaction, utcnow
-from petition.models import Message
-from tests.conftest import sign_and_confirm, sign_data
+from petition.models import Letter, Message, Signature
+from tests.conftest import fresh_session, sign_and_confirm, sign_data
 
 NEWS = {"subject": "We delivered the letter", "body": "Alex has it.\r\nThank you all."}
 
@@ -61,7 +62,7 @@ def test_news_goes_out_at_most_once_a_day_and_a_refusal_keeps_the_text(
     assert 'value="More"' in page and "Second news" in page
 
     with transaction() as session:  # a day later
-        session.execute(update(Message).values(created_at=utcnow() - timedelta(hours=25)))
+        session.execute(update(Letter).values(news_sent_at=utcnow() - timedelta(hours=25)))
     empty = client.post(f"/organiser/letters/{letter.id}/news", data={"subject": "", "body": "x"})
     assert empty.status_code == 422
     assert "Give the news a subject." in empty.get_data(as_text=True)
@@ -76,3 +77,46 @@ def test_another_organisers_letter_takes_no_news(client, logged_in, make_letter,
     other = make_organiser("other@example.org")
     letter = make_letter(organiser=other)
     assert client.post(f"/organiser/letters/{letter.id}/news", data=NEWS).status_code == 404
+
+
+def test_a_stop_link_dies_with_its_signature_even_when_its_id_is_given_again(
+    client, logged_in, make_letter, mailbox, database_url
+):
+    letter = make_letter(organiser=logged_in)
+    manage = sign_and_confirm(client, mailbox, letter, email="jack@example.org", wants_updates="y")
+    client.post(f"/organiser/letters/{letter.id}/news", data=NEWS)
+    mailbox.deliver()
+    jacks_link = mailbox.link("jack@example.org", "/news/stop/")
+    jacks_id = fresh_session().scalar(select(Signature.id))
+    client.post(f"{manage}/withdraw")
+    sign_and_confirm(client, mailbox, letter, email="kim@example.org", wants_updates="y")
+    kim = fresh_session().scalar(select(Signature))
+    if database_url.startswith("sqlite"):
+        assert kim.id == jacks_id  # SQLite gives the highest id again; PostgreSQL never does
+    assert client.get(jacks_link).status_code == 404
+    assert client.post(jacks_link).status_code == 404
+    assert fresh_session().get(Signature, kim.id, populate_existing=True).wants_updates is True
+
+
+def test_simultaneous_sends_make_one_mailing(app, client, logged_in, make_letter, mailbox):
+    letter = make_letter(organiser=logged_in)
+    sign_and_confirm(client, mailbox, letter, wants_updates="y")
+    cookie = client.get_cookie("session").value
+    statuses: list[int] = []
+
+    def send(number: int) -> None:
+        other = app.test_client()
+        other.set_cookie("session", cookie)
+        subject = {"subject": f"Race {number}", "body": "News"}
+        statuses.append(
+            other.post(f"/organiser/letters/{letter.id}/news", data=subject).status_code
+        )
+
+    threads = [threading.Thread(target=send, args=(number,)) for number in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [303, 422, 422, 422]
+    with transaction() as session:
+        assert len(session.scalars(select(Message).where(Message.kind == "news")).all()) == 1

@@ -51,6 +51,8 @@ class Letter(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     published_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    # When news of the letter last went to its signers (services/news.py: once a day at most).
+    news_sent_at: Mapped[datetime | None]
 
     def accepts_signatures(self, now: datetime) -> bool:
         """Open, and not past its closing date."""

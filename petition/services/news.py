@@ -10,9 +10,10 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from petition import links, text
+from petition.dates import uk_time
 from petition.db import utcnow
 from petition.errors import InvalidInput, InvalidToken
-from petition.models import Letter, LetterStatus, Message, Signature, SignatureState
+from petition.models import Letter, LetterStatus, Signature, SignatureState
 from petition.services import mail
 
 SUBJECT_MAX = 150
@@ -24,7 +25,7 @@ _STOP_SALT = "petition.stop-news"
 
 
 def _audience(letter: Letter) -> Select:
-    return select(Signature.id, Signature.email, Signature.name).where(
+    return select(Signature.id, Signature.created_at, Signature.email, Signature.name).where(
         Signature.letter_id == letter.id,
         Signature.state == SignatureState.VERIFIED,
         Signature.wants_updates.is_(True),
@@ -36,20 +37,12 @@ def audience_size(session: Session, letter: Letter) -> int:
     return session.scalar(select(func.count()).select_from(_audience(letter).subquery())) or 0
 
 
-def last_sent(session: Session, letter: Letter) -> datetime | None:
-    """When news of this letter was last queued, if ever."""
-    query = (
-        select(func.max(Message.created_at))
-        .join(Signature, Message.signature_id == Signature.id)
-        .where(Message.kind == "news", Signature.letter_id == letter.id)
-    )
-    return session.scalar(query)
-
-
-def next_allowed(session: Session, letter: Letter) -> datetime | None:
+def next_allowed(letter: Letter, now: datetime | None = None) -> datetime | None:
     """The earliest time the next news may go out, if that is still to come."""
-    last = last_sent(session, letter)
-    return last + INTERVAL if last is not None and last + INTERVAL > utcnow() else None
+    now = now or utcnow()
+    if letter.news_sent_at is None or letter.news_sent_at + INTERVAL <= now:
+        return None
+    return letter.news_sent_at + INTERVAL
 
 
 def send(
@@ -70,13 +63,14 @@ def send(
             raise InvalidInput(f"Keep this to {limit:,} characters.", field=field)
         if message := text.problem(value, multiline=multiline):
             raise InvalidInput(message, field=field)
-    last = last_sent(session, letter)
-    if last is not None and now < last + INTERVAL:
+    # The letter's row is the lock: two organisers (or tabs) sending at once queue one mailing.
+    session.refresh(letter, with_for_update=True)
+    if (allowed := next_allowed(letter, now)) is not None:
         raise InvalidInput(
-            "News of this letter went out less than a day ago; signers were promised news at "
-            "most a few times. Send this one after "
-            f"{(last + INTERVAL).strftime('%d %B %Y at %H:%M')} UTC."
+            "News of this letter went out less than a day ago, and signers were promised news "
+            f"at most a few times. Send this one after {uk_time(allowed)}."
         )
+    letter.news_sent_at = now
     sent = 0
     rows = session.execute(_audience(letter)).all()
     for start in range(0, len(rows), _CHUNK):
@@ -89,10 +83,10 @@ def send(
                 name=name,
                 body=body,
                 letter_url=links.letter(letter.slug),
-                stop_url=links.stop_news(stop_token(signature_id)),
+                stop_url=links.stop_news(stop_token(signature_id, created_at)),
             )
             | {"signature_id": signature_id}
-            for signature_id, email, name in rows[start : start + _CHUNK]
+            for signature_id, created_at, email, name in rows[start : start + _CHUNK]
         ]
         session.connection().execute(mail.INSERT_MESSAGE, messages)
         sent += len(messages)
@@ -103,19 +97,25 @@ def _serializer() -> URLSafeSerializer:
     return URLSafeSerializer(current_app.secret_key, salt=_STOP_SALT)
 
 
-def stop_token(signature_id: int) -> str:
-    """The token in a news email's "stop" link: it names the signature and cannot be forged."""
-    return _serializer().dumps(signature_id)
+def _identity(signature_id: int, created_at: datetime) -> list[int]:
+    # The id alone is not enough: SQLite gives a withdrawn signature's id to the next one.
+    return [signature_id, int(created_at.timestamp() * 1_000_000)]
+
+
+def stop_token(signature_id: int, created_at: datetime) -> str:
+    """The token in a news email's "stop" link: it names one signature and cannot be forged."""
+    return _serializer().dumps(_identity(signature_id, created_at))
 
 
 def find_by_stop_token(session: Session, token: str) -> Signature:
     """The signature a stop link belongs to, or InvalidToken (bad link, or withdrawn since)."""
     try:
-        signature_id = _serializer().loads(token)
+        named = _serializer().loads(token)
     except BadSignature:
         raise InvalidToken() from None
-    signature = session.get(Signature, signature_id) if isinstance(signature_id, int) else None
-    if signature is None:
+    valid = isinstance(named, list) and len(named) == 2 and all(type(n) is int for n in named)
+    signature = session.get(Signature, named[0]) if valid else None
+    if signature is None or _identity(signature.id, signature.created_at) != named:
         raise InvalidToken()
     return signature
 

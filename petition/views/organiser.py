@@ -111,7 +111,7 @@ def show_letter(letter_id: int, news_form: NewsForm | None = None, status: int =
         embed_url=links.embed(letter.slug),
         news_form=news_form or NewsForm(),
         news_audience=news.audience_size(session, letter),
-        news_next=news.next_allowed(session, letter),
+        news_next=news.next_allowed(letter),
         now=utcnow(),
     )
     return page, status
@@ -130,8 +130,17 @@ def send_news(letter_id: int):
             raise
         show_on_form(form, error)
         return show_letter(letter_id, form, 422)
-    flash(ngettext("News queued for %(num)s signer.", "News queued for %(num)s signers.", sent))
-    return redirect(url_for("organiser.show_letter", letter_id=letter_id), 303)
+    # Shown in the news section, where the page opens after sending (its #news anchor).
+    message = ngettext("News queued for %(num)s signer.", "News queued for %(num)s signers.", sent)
+    flash(message, "news")
+    return redirect(url_for("organiser.show_letter", letter_id=letter_id, _anchor="news"), 303)
+
+
+@bp.get("/letters/<id:letter_id>/news")
+@login_required
+def news_page(letter_id: int):
+    """Reloading after a refused send lands here: back to the letter's news section."""
+    return redirect(url_for("organiser.show_letter", letter_id=letter_id, _anchor="news"), 303)
 
 
 @bp.route("/letters/<id:letter_id>/edit", methods=["GET", "POST"])
