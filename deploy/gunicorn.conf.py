@@ -27,3 +27,18 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG")  # off by default: the proxy lo
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 forwarded_allow_ips = "127.0.0.1"
+
+
+def on_starting(server):
+    """Check the settings once, in the master, before any worker boots: a missing or wrong
+    PETITION_* value is one message and a stop, not one traceback per worker."""
+    import sys
+
+    from petition import create_app
+    from petition.config import ConfigError
+
+    try:
+        create_app()
+    except ConfigError as error:
+        print(f"petition: {error}", file=sys.stderr)
+        sys.exit(4)

@@ -163,7 +163,7 @@ def organisers_set_password(email: str, password_stdin: bool) -> None:
             organisers.set_password(session, organiser, password)
     except DomainError as error:
         raise _fail(error) from None
-    click.echo(f"Password changed for {organiser.email}; their other sessions have ended.")
+    click.echo(f"Password changed for {organiser.email}; they are logged out everywhere.")
 
 
 @organisers_cli.command("disable")

@@ -88,14 +88,14 @@ TEXT_SETTINGS = (
 # Whole-number settings and the smallest (and largest) value that works.
 WHOLE_NUMBERS = {
     "SMTP_PORT": (1, 65535),
-    "MAIL_MAX_ATTEMPTS": (1, None),
-    "MAIL_LEASE_SECONDS": (1, None),
-    "DATABASE_POOL_SIZE": (1, None),
-    "MAIL_RETRY_SECONDS": (0, None),
-    "VERIFY_TOKEN_HOURS": (1, None),
-    "DELIVERY_LINK_DAYS": (1, None),
-    "PARKED_MAIL_DAYS": (1, None),
-    "TRUSTED_PROXIES": (0, None),
+    "MAIL_MAX_ATTEMPTS": (1, 1000),
+    "MAIL_LEASE_SECONDS": (1, 86400),
+    "DATABASE_POOL_SIZE": (1, 1000),
+    "MAIL_RETRY_SECONDS": (0, 86400),
+    "VERIFY_TOKEN_HOURS": (1, 24 * 365),
+    "DELIVERY_LINK_DAYS": (1, 3650),
+    "PARKED_MAIL_DAYS": (1, 3650),
+    "TRUSTED_PROXIES": (0, 10),
 }
 
 
@@ -121,6 +121,8 @@ def _coerce(config: dict[str, Any]) -> None:
         _number("COUNT_POLL_SECONDS", config["COUNT_POLL_SECONDS"]), 0.2
     )
     config["SMTP_TIMEOUT"] = _number("SMTP_TIMEOUT", config["SMTP_TIMEOUT"])
+    if config["SMTP_TIMEOUT"] == 0:
+        raise ConfigError("PETITION_SMTP_TIMEOUT must be more than 0 seconds (10 is usual).")
     for key in (
         "SMTP_STARTTLS",
         "SESSION_COOKIE_SECURE",
@@ -131,7 +133,7 @@ def _coerce(config: dict[str, Any]) -> None:
     config["BASE_URL"] = str(config["BASE_URL"]).rstrip("/")
 
 
-def _integer(key: str, value: Any, low: int, high: int | None) -> int:
+def _integer(key: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ConfigError(f"PETITION_{key} must be a whole number, not {value!r}.")
     try:
@@ -140,9 +142,8 @@ def _integer(key: str, value: Any, low: int, high: int | None) -> int:
         raise ConfigError(f"PETITION_{key} must be a whole number, not {value!r}.") from None
     if number < 0:
         raise ConfigError(f"PETITION_{key} must not be negative (got {number}).")
-    if number < low or (high is not None and number > high):
-        span = f"from {low} to {high}" if high is not None else f"at least {low}"
-        raise ConfigError(f"PETITION_{key} must be {span} (got {number}).")
+    if not low <= number <= high:
+        raise ConfigError(f"PETITION_{key} must be from {low} to {high} (got {number}).")
     return number
 
 

@@ -131,12 +131,15 @@ def parse_setting(key: str, value: object) -> list[RateLimitItem]:
     if text.lower() in ("", "off", "none"):
         return []
     try:
-        return parse_many(text)
+        limits = parse_many(text)
     except ValueError:
-        raise ConfigError(
-            f'PETITION_{key} must be like "200 per hour" or "30 per minute; 300 per hour", '
-            f'or "off", not {text!r}.'
-        ) from None
+        limits = []
+    if limits and all(limit.amount > 0 for limit in limits):
+        return limits
+    raise ConfigError(
+        f'PETITION_{key} must be like "200 per hour" or "30 per minute; 300 per hour", '
+        f'or "off", not {text!r}.'
+    )
 
 
 def client_key() -> str:

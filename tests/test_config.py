@@ -37,8 +37,11 @@ def test_development_start_gets_a_throwaway_secret(clean_env):
         ("PETITION_ENV", "staging", "'production' or 'development'"),
         ("PETITION_COUNT_CACHE_SECONDS", "-1", "must not be negative"),
         ("PETITION_SIGN_RATE_LIMIT", "lots per day", "SIGN_RATE_LIMIT must be like"),
-        ("PETITION_VERIFY_TOKEN_HOURS", "0", "VERIFY_TOKEN_HOURS must be at least 1"),
-        ("PETITION_DELIVERY_LINK_DAYS", "0", "DELIVERY_LINK_DAYS must be at least 1"),
+        ("PETITION_SIGN_RATE_LIMIT", "0 per hour", "SIGN_RATE_LIMIT must be like"),
+        ("PETITION_VERIFY_TOKEN_HOURS", "100000000", "VERIFY_TOKEN_HOURS must be from 1 to 8760"),
+        ("PETITION_SMTP_TIMEOUT", "0", "SMTP_TIMEOUT must be more than 0"),
+        ("PETITION_VERIFY_TOKEN_HOURS", "0", "VERIFY_TOKEN_HOURS must be from 1 to 8760"),
+        ("PETITION_DELIVERY_LINK_DAYS", "0", "DELIVERY_LINK_DAYS must be from 1 to 3650"),
         ("PETITION_SMTP_PORT", "99999", "SMTP_PORT must be from 1 to 65535"),
         ("PETITION_MAIL_FROM", "bad", "MAIL_FROM must be an address"),
         (

@@ -114,22 +114,28 @@ def test_gunicorn_settings_take_the_documented_environment_variables(monkeypatch
     assert runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))["worker_class"] == "gthread"
 
 
-def test_gunicorn_stops_with_the_configuration_error_alone(tmp_path):
+@pytest.mark.parametrize("settings", [[], ["-c", str(DEPLOY / "gunicorn.conf.py")]])
+def test_gunicorn_stops_with_the_configuration_error_alone(tmp_path, settings):
     environment = {
         key: value for key, value in os.environ.items() if not key.startswith("PETITION_")
     }
     environment["PETITION_DATABASE_URL"] = f"sqlite:///{tmp_path / 'petition.sqlite3'}"
+    environment["GUNICORN_WORKERS"] = "3"
     started = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", "petition.wsgi:app"],
+        [sys.executable, "-m", "gunicorn", *settings, "--bind", "127.0.0.1:0", "petition.wsgi:app"],
         env=environment,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert started.returncode != 0
-    assert "petition: PETITION_SECRET_KEY is not set" in started.stderr
     assert "Traceback" not in started.stderr
-    assert "App failed to load" in started.stderr
+    if settings:  # the deployed settings check once, in the master, before any worker starts
+        assert started.stderr.count("petition: PETITION_SECRET_KEY is not set") == 1
+        assert "Booting worker" not in started.stderr
+    else:
+        assert "petition: PETITION_SECRET_KEY is not set" in started.stderr
+        assert "App failed to load" in started.stderr
 
 
 def wait_for_port(port: int, seconds: float = 10.0) -> None:

@@ -276,7 +276,7 @@ def test_a_new_password_or_a_disabled_account_ends_sessions(app, client, logged_
         cli, ["organisers", "set-password", logged_in.email, "--password-stdin"],
         input="another long password\n",
     )  # fmt: skip
-    assert "their other sessions have ended" in changed.output
+    assert "they are logged out everywhere" in changed.output
     assert copy.get("/organiser/").status_code == 302
 
     login = {"email": logged_in.email, "password": "another long password"}

@@ -154,6 +154,21 @@ def test_a_repeat_before_confirmation_replaces_what_the_first_form_said(
     assert (signature.show_name, signature.share_email) == (False, False)
 
 
+def test_a_third_correction_within_minutes_still_counts_without_more_mail(
+    client, make_letter, mailbox
+):
+    letter = make_letter()
+    for name in ("Gwen One", "Gwen Two", "Gwen Three"):
+        assert (
+            client.post(f"/letters/{letter.slug}/sign", data=sign_data(name=name)).status_code
+            == 303
+        )
+    mailbox.deliver()
+    assert len(mailbox.messages_to("jane@example.org")) == 2  # the link and one fresh link
+    page = client.get(mailbox.link("jane@example.org", "/verify/")).get_data(as_text=True)
+    assert "Gwen Three" in page and "Gwen Two" not in page
+
+
 def test_the_confirmation_page_lists_every_choice_before_the_button(client, make_letter, mailbox):
     letter = make_letter(ask_postcode=True)
     data = sign_data(postcode="ls1 4ap", show_name="y", share_email="y", wants_updates="y")

@@ -69,8 +69,9 @@ def end_sessions(session: Session, organiser: Organiser) -> None:
 
 def set_active(session: Session, organiser: Organiser, active: bool) -> None:
     """Disable an account (its sessions end and it cannot log in) or enable it again."""
-    organiser.active = active
-    end_sessions(session, organiser)
+    if organiser.active != active:
+        organiser.active = active
+        end_sessions(session, organiser)
 
 
 def find(session: Session, email: str) -> Organiser | None:

@@ -301,15 +301,17 @@ def _signed_again(
     in full, never details that somebody else typed with this address first.
     """
     pending = signature.state is SignatureState.PENDING
+    if pending:
+        for choice in _CHOICES:
+            setattr(signature, choice, values[choice])
     kind = "verify" if pending else "already_signed"
     # Within the interval: the original link plus one fresh one, or one "already signed" notice.
+    # Past it nothing is mailed, and the newest link mailed so far confirms the newest details.
     allowed = 2 if pending else 1
     if mail.count_recent(session, signature.id, kind, now - DUPLICATE_NOTICE_INTERVAL) >= allowed:
         return SignOutcome.THROTTLED
     raw, digest = tokens.new_token()
     if pending:
-        for choice in _CHOICES:
-            setattr(signature, choice, values[choice])
         signature.verify_token_hash = digest
         signature.verify_expires_at = now + _verify_lifetime()
         _queue_verify_link(

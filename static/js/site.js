@@ -115,6 +115,7 @@
   /* Forms that cannot be undone ask first (without JavaScript they simply submit). */
   Array.prototype.forEach.call(document.querySelectorAll("form[data-confirm]"), function (form) {
     form.addEventListener("submit", function (event) {
+      if (form.getAttribute("data-sending")) return; /* already sent: the guard below stops it */
       if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
     });
   });

@@ -162,24 +162,33 @@ def test_organiser_pages_have_no_serious_accessibility_violations(
     assert_accessible(page)
 
 
-def test_a_second_press_does_not_send_a_form_again(page: Page):
+# Two presses of a form's button while the first is on its way; how many the page lets through.
+# (Synthetic submit events: they run the page's script but send nothing, so no timing is needed.)
+PRESS_TWICE = """form => [1, 2].filter(() => {
+    const press = new SubmitEvent("submit", {bubbles: true, cancelable: true});
+    form.dispatchEvent(press);
+    return !press.defaultPrevented;
+}).length"""
+
+
+def test_a_second_press_does_not_send_a_form_again(page: Page, make_letter):
     with transaction() as session:
-        organisers.create(session, "org@example.org", "long enough password")
+        organiser = organisers.create(session, "org@example.org", "long enough password")
     page.goto("/organiser/login")
     page.get_by_label("Email address").fill("org@example.org")
     page.get_by_label("Password").fill("long enough password")
     page.get_by_role("button", name="Log in").click()
     page.goto("/organiser/letters/new")
-    # Two presses while the first is on its way: the page lets the first through only. (Synthetic
-    # submit events: they run the page's script but send nothing, so the test needs no timing.)
-    let_through = page.locator("form[novalidate]").evaluate(
-        """form => [1, 2].filter(() => {
-            const press = new SubmitEvent("submit", {bubbles: true, cancelable: true});
-            form.dispatchEvent(press);
-            return !press.defaultPrevented;
-        }).length"""
-    )
+    let_through = page.locator("form[novalidate]").evaluate(PRESS_TWICE)
     assert let_through == 1
+
+    # A form that asks first asks once: the second press is stopped before its question.
+    letter = make_letter(organiser=organiser)
+    page.goto(f"/organiser/letters/{letter.id}")
+    questions: list[str] = []
+    page.on("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
+    let_through = page.locator("form[data-confirm]").first.evaluate(PRESS_TWICE)
+    assert (let_through, len(questions)) == (1, 1)
 
 
 def test_screenshots_of_the_letter_page(page: Page, make_letter, mailbox, emailed_link, tmp_path):
