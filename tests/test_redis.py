@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 import redis
+from werkzeug.exceptions import TooManyRequests
 
 from petition import create_app
 from tests.conftest import REDIS_URL
@@ -49,3 +50,34 @@ def test_the_shared_cache_lives_in_redis_with_a_short_local_copy():
     second.local.delete(key)
     assert second.get(key) == b"42"
     first.delete(key)
+
+
+def test_a_client_asks_redis_only_once_it_has_used_its_share_in_this_process():
+    from limits import parse
+
+    from petition.limits import Limiter
+
+    prefix = uuid.uuid4().hex
+    first, second = Limiter(REDIS_URL, prefix), Limiter(REDIS_URL, prefix)  # two processes
+    hundred = [parse("100 per hour")]  # a share of 5 in each process
+    connection = redis.Redis.from_url(REDIS_URL)
+    try:
+        for _ in range(5):
+            first.hit("sign", hundred, "192.0.2.1")
+        assert connection.keys(f"*{prefix}*") == []  # five signatures, no round trip
+        first.hit("sign", hundred, "192.0.2.1")
+        [key] = connection.keys(f"*{prefix}*")
+        assert int(connection.get(key)) == 6  # the five are counted when the sixth comes
+        for _ in range(5):
+            second.hit("sign", hundred, "192.0.2.1")
+        for _ in range(100 - 6):
+            first.hit("sign", hundred, "192.0.2.1")
+        assert int(connection.get(key)) == 100
+        # 105 let through in all: at most 5 % more per process than the limit, then no more.
+        for process in (first, second):
+            with pytest.raises(TooManyRequests):
+                process.hit("sign", hundred, "192.0.2.1")
+    finally:
+        for key in connection.keys(f"*{prefix}*"):
+            connection.delete(key)
+        connection.close()
