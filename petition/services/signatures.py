@@ -132,17 +132,21 @@ def sign(
     return SignOutcome.PENDING
 
 
-_SIGN_COLUMNS = (
-    "letter_id",
+# What a signer chose or wrote; a repeat signing before confirmation replaces them all.
+_CHOICES = (
     "name",
-    "email",
-    "email_key",
     "postcode",
     "organisation",
     "comment",
     "show_name",
     "share_email",
     "wants_updates",
+)
+_SIGN_COLUMNS = (
+    "letter_id",
+    "email",
+    "email_key",
+    *_CHOICES,
     "verify_token_hash",
     "verify_expires_at",
     "created_at",
@@ -273,18 +277,6 @@ def _find(session: Session, letter_id: int, email_key: str) -> Signature | None:
 
 def _verify_lifetime() -> timedelta:
     return timedelta(hours=current_app.config["VERIFY_TOKEN_HOURS"])
-
-
-# What a signer chose or wrote; a repeat signing before confirmation replaces them all.
-_CHOICES = (
-    "name",
-    "postcode",
-    "organisation",
-    "comment",
-    "show_name",
-    "share_email",
-    "wants_updates",
-)
 
 
 def _signed_again(
