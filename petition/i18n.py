@@ -8,6 +8,7 @@ locale (`force_locale`, `refresh`) is seen at the next string.
 
 from __future__ import annotations
 
+from babel import Locale
 from babel.support import NullTranslations
 from flask import Flask, g
 from flask_babel import Babel, get_translations
@@ -18,7 +19,10 @@ _MEMO = "petition_translations"
 
 
 def init_app(app: Flask) -> None:
-    babel.init_app(app)
+    # Flask-Babel parses the default locale afresh for every request (a file-system check in
+    # babel, a tenth of the letter page's time); there is one language, so parse it once.
+    language = Locale.parse(app.config["BABEL_DEFAULT_LOCALE"])
+    babel.init_app(app, locale_selector=lambda: language)
     app.jinja_env.install_gettext_callables(
         gettext=lambda string: _translations().ugettext(string),
         ngettext=lambda singular, plural, n: _translations().ungettext(singular, plural, n),

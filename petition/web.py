@@ -10,6 +10,7 @@ from pathlib import Path
 from flask import Flask, Request, Response, current_app, request, url_for
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_babel import format_date, format_datetime, format_decimal, format_timedelta
+from itsdangerous import URLSafeTimedSerializer
 from werkzeug.routing import IntegerConverter, Map
 
 from petition.dates import closing_day, days_left
@@ -42,10 +43,21 @@ class Sessions(SecureCookieSessionInterface):
     request made the answer carry "Vary: Cookie", so a shared cache kept one copy per visitor.
     """
 
+    _serializer: tuple[tuple[object, ...], URLSafeTimedSerializer | None] | None = None
+
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         if request.path.startswith("/api/"):
             return None  # Flask uses a null session: readable, never saved
         return super().open_session(app, request)
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        # Flask builds a new serializer (and signer) to read and again to write every cookie;
+        # one per set of keys does, and a changed SECRET_KEY still takes effect at once.
+        keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        cached = self._serializer
+        if cached is None or cached[0] != keys:
+            cached = self._serializer = (keys, super().get_signing_serializer(app))
+        return cached[1]
 
 
 def init_app(app: Flask) -> None:

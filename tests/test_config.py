@@ -87,3 +87,20 @@ def test_the_sign_rate_limit_can_be_turned_off(clean_env):
 def test_a_secret_key_is_text_whatever_it_looks_like(clean_env, secret):
     clean_env.setenv("PETITION_SECRET_KEY", secret)
     assert create_app().config["SECRET_KEY"] == secret
+
+
+def test_the_session_signer_is_kept_until_the_secret_key_changes(clean_env):
+    from itsdangerous import BadSignature
+
+    clean_env.setenv("PETITION_SECRET_KEY", "s" * 40)
+    app = create_app()
+    sessions = app.session_interface
+    first = sessions.get_signing_serializer(app)
+    assert sessions.get_signing_serializer(app) is first
+    cookie = first.dumps({"csrf_token": "x"})
+    app.secret_key = "t" * 40
+    rotated = sessions.get_signing_serializer(app)
+    with pytest.raises(BadSignature):
+        rotated.loads(cookie)
+    app.config["SECRET_KEY_FALLBACKS"] = ["s" * 40]  # the old key still reads old cookies
+    assert sessions.get_signing_serializer(app).loads(cookie) == {"csrf_token": "x"}
