@@ -91,11 +91,11 @@ def validate(data: LetterInput, now: datetime) -> None:
     for field, value, limit, missing in required:
         if not value.strip():
             raise InvalidInput(missing, field=field)
-        _check_text(field, value, limit)
-    _check_text("recipient_role", data.recipient_role, NAME_MAX)
+        check_text(field, value, limit)
+    check_text("recipient_role", data.recipient_role, NAME_MAX)
     if not data.body_markdown.strip():
         raise InvalidInput("Write the letter.", field="body")
-    _check_text("body", data.body_markdown, BODY_MAX, multiline=True)
+    check_text("body", data.body_markdown, BODY_MAX, multiline=True)
     if data.recipient_email:
         try:
             emails.parse(data.recipient_email)
@@ -112,9 +112,10 @@ def validate(data: LetterInput, now: datetime) -> None:
             raise InvalidInput("The closing date must be within five years.", field="closes_on")
 
 
-def _check_text(field: str, value: str, limit: int, *, multiline: bool = False) -> None:
+def check_text(field: str, value: str, limit: int, *, multiline: bool = False) -> None:
+    """Refuse text over `limit` characters or with characters text.problem() names."""
     if len(value) > limit:
-        raise InvalidInput(f"Keep this under {limit:,} characters.", field=field)
+        raise InvalidInput(f"Keep this to {limit:,} characters.", field=field)
     if message := text.problem(value, multiline=multiline):
         raise InvalidInput(message, field=field)
 

@@ -15,6 +15,7 @@ from petition.db import utcnow
 from petition.errors import InvalidInput, InvalidToken
 from petition.models import Letter, LetterStatus, Signature, SignatureState
 from petition.services import mail
+from petition.services.letters import check_text
 
 SUBJECT_MAX = 150
 BODY_MAX = 3_000
@@ -59,10 +60,7 @@ def send(
     ):
         if not value:
             raise InvalidInput(missing, field=field)
-        if len(value) > limit:
-            raise InvalidInput(f"Keep this to {limit:,} characters.", field=field)
-        if message := text.problem(value, multiline=multiline):
-            raise InvalidInput(message, field=field)
+        check_text(field, value, limit, multiline=multiline)
     # The letter's row is the lock: two organisers (or tabs) sending at once queue one mailing.
     session.refresh(letter, with_for_update=True)
     if (allowed := next_allowed(letter, now)) is not None:
@@ -72,6 +70,7 @@ def send(
         )
     letter.news_sent_at = now
     sent = 0
+    letter_url, serializer = links.letter(letter.slug), _serializer()
     rows = session.execute(_audience(letter)).all()
     for start in range(0, len(rows), _CHUNK):
         messages = [
@@ -82,8 +81,8 @@ def send(
                 title=letter.title,
                 name=name,
                 body=body,
-                letter_url=links.letter(letter.slug),
-                stop_url=links.stop_news(stop_token(signature_id, created_at)),
+                letter_url=letter_url,
+                stop_url=links.stop_news(serializer.dumps(_identity(signature_id, created_at))),
             )
             | {"signature_id": signature_id}
             for signature_id, created_at, email, name in rows[start : start + _CHUNK]
@@ -98,13 +97,9 @@ def _serializer() -> URLSafeSerializer:
 
 
 def _identity(signature_id: int, created_at: datetime) -> list[int]:
-    # The id alone is not enough: SQLite gives a withdrawn signature's id to the next one.
+    # What a stop link's token names and the serializer signs. The id alone is not enough:
+    # SQLite gives a withdrawn signature's id to the next one.
     return [signature_id, int(created_at.timestamp() * 1_000_000)]
-
-
-def stop_token(signature_id: int, created_at: datetime) -> str:
-    """The token in a news email's "stop" link: it names one signature and cannot be forged."""
-    return _serializer().dumps(_identity(signature_id, created_at))
 
 
 def find_by_stop_token(session: Session, token: str) -> Signature:
