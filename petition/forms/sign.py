@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from flask_babel import lazy_gettext as _l
 from wtforms import BooleanField, EmailField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
@@ -93,11 +95,8 @@ class SignForm(Form):
     @classmethod
     def for_letter(cls, letter: SigningTerms, **kwargs: object) -> SignForm:
         """The form with only the optional fields this letter asks for."""
-        form = cls(**kwargs)
-        for field_name, flag in OPTIONAL_FIELDS.items():
-            if not getattr(letter, flag):
-                delattr(form, field_name)
-        return form
+        asked = tuple(bool(getattr(letter, flag)) for flag in OPTIONAL_FIELDS.values())
+        return _with_fields(cls, asked)(**kwargs)
 
     def to_input(self) -> SignatureInput:
         return SignatureInput(
@@ -110,6 +109,15 @@ class SignForm(Form):
             organisation=(self.organisation.data or None) if "organisation" in self else None,
             comment=(self.comment.data or None) if "comment" in self else None,
         )
+
+
+@cache
+def _with_fields(form: type[SignForm], asked: tuple[bool, ...]) -> type[SignForm]:
+    """The form class without the optional fields not asked for (a field set to None is not
+    a field): one class per combination, made once, rather than every field bound for each
+    request and the unwanted ones deleted again."""
+    left_out = {name: None for name, ask in zip(OPTIONAL_FIELDS, asked, strict=True) if not ask}
+    return type(form.__name__, (form,), left_out) if left_out else form
 
 
 class PreferencesForm(Form):
