@@ -275,17 +275,24 @@ def is_postgres(session: Session) -> bool:
 
 
 @contextmanager
-def transaction() -> Iterator[Session]:
-    """The one place a unit of work commits: commit on success, roll back on any error."""
+def transaction(*, lock_now: bool = True) -> Iterator[Session]:
+    """The one place a unit of work commits: commit on success, roll back on any error.
+
+    lock_now=False leaves the session without a transaction, for services that first try a
+    driver unit of their own (signatures.sign, signatures.verify) and call begin_write()
+    before they write in the session.
+    """
     session = get_session()
     if session.in_transaction():
         # End the read snapshot the view may have opened, keeping its loaded objects, so that
         # the write starts from the newest data and, on SQLite, takes the write lock first.
         session.commit()
-    begin_write(session)
+    if lock_now:
+        begin_write(session)
     try:
         yield session
-        session.commit()
+        if session.in_transaction():
+            session.commit()
     except BaseException:
         session.rollback()
         raise

@@ -15,6 +15,7 @@ from sqlalchemy import Insert, bindparam, delete, func, insert, literal, select,
 from sqlalchemy.orm import Session
 
 from petition.db import begin_write, is_postgres, utcnow
+from petition.driver import Prepared
 from petition.mailer import Backend, Outgoing, PermanentFailure, build
 from petition.models import Message, MessageState
 
@@ -102,6 +103,22 @@ MESSAGE_COLUMNS = (
 
 
 INSERT_MESSAGE = insert(Message.__table__)
+
+
+def _queue_statement(_dialect: str) -> Insert:
+    table = Message.__table__
+    return insert(table).values(
+        {name: bound(name) for name in MESSAGE_COLUMNS}
+        | {
+            "signature_id": bindparam("signature_id", type_=table.c.signature_id.type),
+            "state": literal(MessageState.PENDING, table.c.state.type),
+            "attempts": literal(0, table.c.attempts.type),
+        }
+    )
+
+
+# One message on a driver unit: bound_values(message_values(...)) plus "signature_id".
+QUEUE = Prepared(_queue_statement)
 _DATETIME = "$datetime"
 
 

@@ -13,7 +13,6 @@ from flask_babel import gettext as _
 from sqlalchemy import (
     BindParameter,
     Insert,
-    Result,
     Select,
     String,
     Text,
@@ -31,8 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from petition import links, tokens
-from petition.db import is_postgres, utcnow
+from petition import driver, links, tokens
+from petition.db import begin_write, utcnow
 from petition.emails import Address
 from petition.errors import InvalidToken, LetterClosed, ServiceUnavailable, TokenExpired
 from petition.models import CountEvent, Letter, LetterStatus, Signature, SignatureState
@@ -79,8 +78,10 @@ def sign(
     """Record a pending signature and queue its confirmation link, or handle a repeat signing.
 
     The letter may be a snapshot a few seconds old: whether it still takes signatures is
-    decided by the INSERT itself, against the letter row as it is now. On PostgreSQL, called
-    with no transaction in progress, a new signature is committed at once, by one statement.
+    decided by the INSERT itself, against the letter row as it is now. Called with no
+    transaction in progress, a new signature is stored and committed at once, in a driver unit
+    of its own (petition.driver); a repeat signing is then handled in the session's transaction,
+    begun here as a writer, which the caller commits.
     """
     now = now or utcnow()
     raw, digest = tokens.new_token()
@@ -102,14 +103,23 @@ def sign(
     # The INSERT decides: a mailbox that already signed (even a moment ago, in a concurrent
     # request) meets the unique constraint, and a closed letter selects no row; either way
     # nothing is inserted, and what follows finds out which.
-    one_statement = is_postgres(session) and not session.in_transaction()
-    if one_statement and _sign_in_one_statement(session, letter, data, values, raw) is not None:
-        return SignOutcome.PENDING
-    statement = _sign_statement(session.get_bind().dialect.name)
+    message = _verify_link_message(
+        letter,
+        email=data.address.email,
+        name=data.name,
+        raw=raw,
+        expires_at=values["verify_expires_at"],
+        repeat=False,
+    )
+    if not session.in_transaction():
+        with driver.unit(session.get_bind(), one_statement=True) as unit:
+            if _insert_pending(unit, values, message) is not None:
+                return SignOutcome.PENDING
+        begin_write(session)
     for _attempt in range(2):
-        signature_id = session.connection().execute(statement, values).scalar()
-        if signature_id is not None:
-            break
+        with driver.within(session) as unit:
+            if _insert_pending(unit, values, message) is not None:
+                return SignOutcome.PENDING
         if not _accepts_signatures(session, letter.id, now):
             raise LetterClosed()
         # The conflicting row is visible once its writer committed, unless it was withdrawn
@@ -117,19 +127,26 @@ def sign(
         existing = _find(session, letter.id, data.address.key)
         if existing is not None:
             return _signed_again(session, letter, existing, values, now)
-    else:
-        raise ServiceUnavailable()
-    _queue_verify_link(
-        session,
-        letter,
-        signature_id=signature_id,
-        email=data.address.email,
-        name=data.name,
-        raw=raw,
-        expires_at=values["verify_expires_at"],
-        repeat=False,
-    )
-    return SignOutcome.PENDING
+    raise ServiceUnavailable()
+
+
+def _insert_pending(
+    unit: driver.Unit, values: dict[str, object], message: dict[str, object]
+) -> int | None:
+    """Store a new pending signature and queue its link; None if the INSERT selected no row.
+
+    On PostgreSQL one statement does both (WITH signed AS (INSERT …) INSERT INTO message …),
+    one round trip that is atomic by itself; on SQLite, two statements in the unit's transaction.
+    """
+    queued = mail.bound_values(message)
+    if unit.dialect.name == "postgresql":
+        row = unit.execute(_SIGN_AND_QUEUE, values | queued).fetchone()
+        return None if row is None else row[0]
+    row = unit.execute(_SIGN, values).fetchone()
+    if row is None:
+        return None
+    unit.execute(mail.QUEUE, queued | {"signature_id": row[0]})
+    return row[0]
 
 
 # What a signer chose or wrote; a repeat signing before confirmation replaces them all.
@@ -179,46 +196,6 @@ def _sign_statement(dialect: str) -> Insert:
     )
 
 
-def _sign_in_one_statement(
-    session: Session,
-    letter: SigningTerms,
-    data: SignatureInput,
-    values: dict[str, object],
-    raw: str,
-) -> int | None:
-    """PostgreSQL: store the signature and queue its link in one statement, on its own.
-
-    A signature in a transaction took five round trips to the server (BEGIN, two INSERTs,
-    COMMIT, and the pool's ping); this is one, and one statement is atomic by itself: both rows
-    are stored, or neither. Returns the new signature's id, or None (the mailbox has signed, or
-    the letter is closed) having ended the statement's own transaction, so that the caller's
-    slower path starts afresh.
-    """
-    message = _verify_link_message(
-        letter,
-        email=data.address.email,
-        name=data.name,
-        raw=raw,
-        expires_at=values["verify_expires_at"],
-        repeat=False,
-    )
-    return _one_statement(
-        session, _sign_and_queue_statement(), values | mail.bound_values(message)
-    ).scalar()
-
-
-def _one_statement(session: Session, statement: Select, parameters: dict[str, object]) -> Result:
-    """Run a statement that does a whole unit of work on its own, autocommitted (PostgreSQL).
-
-    The result is buffered; the session's transaction is ended, and the connection given back
-    out of autocommit, so whatever the caller does next starts a transaction of its own.
-    """
-    connection = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    result = connection.execute(statement, parameters).freeze()
-    session.commit()
-    return result()
-
-
 @cache
 def _sign_and_queue_statement() -> Select:
     """WITH signed AS (INSERT … RETURNING id) INSERT INTO message … SELECT … FROM signed."""
@@ -226,6 +203,10 @@ def _sign_and_queue_statement() -> Select:
     message = {name: mail.bound(name) for name in mail.MESSAGE_COLUMNS}
     queued = mail.insert_selected(**message, signature_id=signed.c.id).cte("queued")
     return select(signed.c.id).add_cte(queued)
+
+
+_SIGN = driver.Prepared(_sign_statement)
+_SIGN_AND_QUEUE = driver.Prepared(lambda _dialect: _sign_and_queue_statement())
 
 
 def _accepts_signatures(session: Session, letter_id: int, now: datetime) -> bool:
@@ -363,47 +344,54 @@ def verify(session: Session, raw: str, now: datetime | None = None) -> VerifyRes
 
     One conditional UPDATE does the work (the token is pending, unexpired, and its letter still
     open), so two presses at once confirm, and count, only once. Anything else falls back to
-    reading the signature to say what is wrong. On PostgreSQL, called with no transaction in
-    progress, the confirmation is committed at once, by one statement.
+    reading the signature to say what is wrong. Called with no transaction in progress, the
+    confirmation is committed at once, in a driver unit of its own (petition.driver).
     """
     now = now or utcnow()
-    manage_raw, manage_digest = tokens.new_token()
     confirmed = None
     if tokens.looks_like_token(raw):
+        manage_raw, manage_digest = tokens.new_token()
         parameters = {"token": tokens.digest(raw), "now": now, "manage": manage_digest}
-        if is_postgres(session) and not session.in_transaction():
-            # The count event and the thank-you mail are queued by the same statement.
-            parameters |= _thank_you_parts(manage_raw)
-            confirmed = _one_statement(session, _confirm_statement(), parameters).first()
-            if confirmed is not None:
-                _id, letter_id, _name, _email, number, slug, title = confirmed
-                letter = LetterRef(letter_id, slug, title)
-                return VerifyResult(letter, newly_verified=True, number=number)
+        if session.in_transaction():
+            with driver.within(session) as unit:
+                confirmed = _confirm(unit, parameters, manage_raw)
         else:
-            confirmed = session.connection().execute(_verify_statement(), parameters).first()
+            with driver.unit(session.get_bind(), one_statement=True) as unit:
+                confirmed = _confirm(unit, parameters, manage_raw)
     if confirmed is None:
         signature = find_by_verify_token(session, raw)
         letter = session.get_one(Letter, signature.letter_id)
         check_verifiable(signature, letter, now)
         # Pending and confirmable, yet not changed: only a concurrent press confirming it first.
         return VerifyResult(letter, newly_verified=False)
-    signature_id, letter_id, name, email, number, slug, title = confirmed
-    letter = LetterRef(letter_id, slug, title)
-    session.connection().execute(
-        insert(CountEvent.__table__), {"letter_id": letter_id, "delta": 1, "created_at": now}
-    )
-    mail.queue(
-        session,
+    _id, letter_id, _name, _email, number, slug, title = confirmed
+    return VerifyResult(LetterRef(letter_id, slug, title), newly_verified=True, number=number)
+
+
+def _confirm(unit: driver.Unit, parameters: dict[str, object], manage_raw: str) -> tuple | None:
+    """Confirm, count and queue the thank-you mail; the confirmed row, or None if none was.
+
+    On PostgreSQL one statement does all three; on SQLite, three in the unit's transaction.
+    """
+    if unit.dialect.name == "postgresql":
+        return unit.execute(_CONFIRM, parameters | _thank_you_parts(manage_raw)).fetchone()
+    confirmed = unit.execute(_VERIFY, parameters).fetchone()
+    if confirmed is None:
+        return None
+    signature_id, letter_id, name, email, _number, slug, title = confirmed
+    now = parameters["now"]
+    unit.execute(_COUNT_ONE, {"letter_id": letter_id, "created_at": now})
+    message = mail.message_values(
         "confirmed",
         email,
-        _thank_you_subject(letter.title),
-        signature_id=signature_id,
-        title=letter.title,
+        _thank_you_subject(title),
+        title=title,
         name=name,
-        letter_url=links.letter(letter.slug),
+        letter_url=links.letter(slug),
         manage_url=links.manage(manage_raw),
     )
-    return VerifyResult(letter, newly_verified=True, number=number)
+    unit.execute(mail.QUEUE, mail.bound_values(message) | {"signature_id": signature_id})
+    return confirmed
 
 
 def _thank_you_subject(title: str) -> str:
@@ -524,6 +512,20 @@ def _verify_statement() -> Update:
             of_letter(letters.c.title).label("title"),
         )
     )
+
+
+def _count_one_statement(_dialect: str) -> Insert:
+    events = CountEvent.__table__
+    return insert(events).values(
+        letter_id=bindparam("letter_id", type_=events.c.letter_id.type),
+        delta=literal(1, events.c.delta.type),
+        created_at=bindparam("created_at", type_=events.c.created_at.type),
+    )
+
+
+_VERIFY = driver.Prepared(lambda _dialect: _verify_statement())
+_CONFIRM = driver.Prepared(lambda _dialect: _confirm_statement())
+_COUNT_ONE = driver.Prepared(_count_one_statement)
 
 
 def find_by_manage_token(session: Session, raw: str) -> Signature:

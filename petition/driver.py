@@ -1,0 +1,186 @@
+"""The busiest writes, run straight on the database driver: fixed statements, no ORM session.
+
+Signing and confirming are each a few fixed statements. Through an ORM session and its
+connection they cost three times what the database itself spends on them: the session's
+transaction, SQLAlchemy's per-execution bookkeeping and its BEGIN/COMMIT events, on every
+signature. Here each statement is compiled by SQLAlchemy once per dialect, its parameters are
+converted by the same bind processors SQLAlchemy would apply, and it runs on a pooled
+connection's own cursor, in a transaction of its own (see unit()).
+
+Errors come out as SQLAlchemy's exceptions, the connection discarded when the server has gone,
+so callers and the error pages see what they would see from a session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import ClauseElement
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    positional: bool
+    # (bind name, name in the SQL, processor or None, default value or _REQUIRED)
+    binds: tuple[tuple[str, str, Callable[[Any], Any] | None, Any], ...]
+    order: tuple[str, ...]  # positional: the bind names in the order their markers appear
+
+    def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        converted = {}
+        for name, key, process, default in self.binds:
+            value = values[name] if default is _REQUIRED or name in values else default
+            converted[key] = process(value) if process is not None and value is not None else value
+        if self.positional:
+            return tuple(converted[name] for name in self.order)
+        return converted
+
+
+_REQUIRED = object()
+
+
+class Prepared:
+    """A statement built once per dialect by `build(dialect_name)`, then run with values."""
+
+    def __init__(self, build: Callable[[str], ClauseElement]) -> None:
+        self._build = build
+        self._compiled: dict[str, _Compiled] = {}
+
+    def compiled(self, dialect: Dialect) -> _Compiled:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            found = self._compiled[dialect.name] = self._compile(dialect)
+        return found
+
+    def _compile(self, dialect: Dialect) -> _Compiled:
+        compiled = self._build(dialect.name).compile(dialect=dialect)
+        escaped = compiled.escaped_bind_names or {}
+        binds = []
+        for bind, name in compiled.bind_names.items():
+            if bind.expanding or bind.callable is not None:
+                raise TypeError(f"{name}: a prepared statement takes plain values only")
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            default = _REQUIRED if bind.required else bind.value
+            key = name if dialect.positional else escaped.get(name, name)
+            binds.append((name, key, process, default))
+        return _Compiled(
+            sql=compiled.string,
+            positional=dialect.positional,
+            binds=tuple(binds),
+            order=tuple(compiled.positiontup or ()),
+        )
+
+
+class Unit:
+    """A transaction on a driver connection, to execute() prepared statements in."""
+
+    def __init__(self, dialect: Dialect, cursor: Any) -> None:
+        self.dialect = dialect
+        self._cursor = cursor
+
+    def execute(self, statement: Prepared, values: Mapping[str, Any]) -> Any:
+        """Run the statement; returns the DB-API cursor (fetchone() for RETURNING rows)."""
+        compiled = statement.compiled(self.dialect)
+        self._cursor.execute(compiled.sql, compiled.parameters(values))
+        return self._cursor
+
+
+@contextmanager
+def unit(engine: Engine, *, one_statement: bool = False) -> Iterator[Unit]:
+    """A write of its own on a pooled connection, committed when the block ends.
+
+    On SQLite it holds the write lock from the start, after the writers' turn (db.py's
+    QueuedSQLiteConnection), as a session's writing transaction does. On PostgreSQL,
+    one_statement=True runs the one statement the block executes autocommitted: a single
+    round trip, where BEGIN and COMMIT would add two.
+    """
+    dialect = engine.dialect
+    pooled = engine.raw_connection()
+    driver = pooled.driver_connection
+    cursor = None
+    autocommit = one_statement and dialect.name == "postgresql"
+    try:
+        try:
+            if dialect.name == "sqlite":
+                if hasattr(driver, "take_turn"):
+                    driver.take_turn()
+                cursor = driver.cursor()
+                cursor.execute("BEGIN IMMEDIATE")
+            else:
+                if autocommit:
+                    driver.autocommit = True
+                cursor = driver.cursor()
+            yield Unit(dialect, cursor)
+            if not autocommit:
+                driver.commit()
+        except BaseException as error:
+            _end_quietly(driver, autocommit)
+            if isinstance(error, dialect.loaded_dbapi.Error):
+                gone = dialect.is_disconnect(error, driver, cursor)
+                if gone:
+                    pooled.invalidate(error)
+                raise DBAPIError.instance(
+                    None,
+                    None,
+                    error,
+                    dialect.loaded_dbapi.Error,
+                    hide_parameters=True,
+                    connection_invalidated=gone,
+                    dialect=dialect,
+                ) from error
+            raise
+        finally:
+            if autocommit and pooled.is_valid:
+                _leave_autocommit(pooled, driver, dialect)
+    finally:
+        if cursor is not None:
+            with suppress(dialect.loaded_dbapi.Error):
+                cursor.close()
+        pooled.close()  # back to the pool, which rolls back anything left open
+
+
+@contextmanager
+def within(session: Session) -> Iterator[Unit]:
+    """The session's own transaction (begun if need be) as a unit; the session commits it."""
+    connection = session.connection()
+    dialect = connection.dialect
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        yield Unit(dialect, cursor)
+    except dialect.loaded_dbapi.Error as error:
+        gone = dialect.is_disconnect(error, connection.connection.driver_connection, cursor)
+        if gone:
+            connection.invalidate(error)
+        raise DBAPIError.instance(
+            None,
+            None,
+            error,
+            dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            connection_invalidated=gone,
+            dialect=dialect,
+        ) from error
+    finally:
+        with suppress(dialect.loaded_dbapi.Error):
+            cursor.close()
+
+
+def _leave_autocommit(pooled: Any, driver: Any, dialect: Dialect) -> None:
+    try:
+        driver.autocommit = False
+    except dialect.loaded_dbapi.Error as error:
+        pooled.invalidate(error)  # not fit to go back to the pool
+
+
+def _end_quietly(driver: Any, autocommit: bool) -> None:
+    """Roll back after an error; a connection that has gone cannot, and is discarded anyway."""
+    if not autocommit:
+        with suppress(Exception):  # the original error is the one to report
+            driver.rollback()
