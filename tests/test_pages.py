@@ -244,6 +244,37 @@ def test_the_letter_page_is_shared_between_visitors_but_each_gets_their_own_toke
         assert response.status_code == 303
 
 
+def test_a_token_works_only_with_the_session_it_was_made_for(app, make_letter):
+    app.config.update(WTF_CSRF_ENABLED=True)
+    letter = make_letter()
+    token = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+    theirs = token.search(app.test_client().get(f"/letters/{letter.slug}").get_data(as_text=True))
+    mine = app.test_client()
+    mine.get(f"/letters/{letter.slug}")
+    response = mine.post(f"/letters/{letter.slug}/sign", data=sign_data(csrf_token=theirs.group(1)))
+    assert response.status_code == 400
+    assert "This form has expired" in response.get_data(as_text=True)
+
+
+def test_cookies_and_tokens_made_by_flask_and_flask_wtf_themselves_still_work(app, make_letter):
+    """Sessions and tokens are written without compression now; those written before (by
+    Flask's and Flask-WTF's own serializers, a long session compressed) must still be read."""
+    from flask.sessions import SecureCookieSessionInterface
+    from itsdangerous import URLSafeTimedSerializer
+
+    app.config.update(WTF_CSRF_ENABLED=True)
+    letter = make_letter()
+    raw = "0123456789abcdef0123456789abcdef01234567"
+    earlier = {"csrf_token": raw, "_flashes": [("message", "x" * 800)]}
+    cookie = SecureCookieSessionInterface().get_signing_serializer(app).dumps(earlier)
+    assert cookie.startswith(".")  # compressed, as Flask writes a long session
+    token = URLSafeTimedSerializer(app.secret_key, salt="wtf-csrf-token").dumps(raw)
+    client = app.test_client()
+    client.set_cookie("session", cookie)
+    response = client.post(f"/letters/{letter.slug}/sign", data=sign_data(csrf_token=token))
+    assert response.status_code == 303
+
+
 def test_templates_follow_a_change_of_locale_within_a_request(app):
     from flask_babel import force_locale, get_translations
 

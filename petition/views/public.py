@@ -13,7 +13,6 @@ from flask import (
     url_for,
 )
 from flask_babel import get_locale, ngettext
-from flask_wtf.csrf import generate_csrf
 from werkzeug.exceptions import TooManyRequests
 
 from petition import links, share_image, sharing
@@ -24,7 +23,7 @@ from petition.limits import check_signing
 from petition.models import Letter
 from petition.services import letters, news, signatories, signatures
 from petition.views import cached_count, forget_count, signable_letter
-from petition.web import allow_framing
+from petition.web import allow_framing, csrf_token
 
 bp = Blueprint("public", __name__)
 
@@ -94,11 +93,11 @@ def letter(slug: str):
 
     def render() -> bytes:
         page, _status = _letter_page(slug)
-        return page.replace(generate_csrf(), CSRF_PLACEHOLDER).encode()
+        return page.replace(csrf_token(), CSRF_PLACEHOLDER).encode()
 
     cache = current_app.extensions["petition.cache"]
     page = remember(cache, f"page:{get_locale()}:{slug}", seconds, render)
-    page = page.replace(CSRF_PLACEHOLDER.encode(), generate_csrf().encode())
+    page = page.replace(CSRF_PLACEHOLDER.encode(), csrf_token().encode())
     return Response(page, mimetype="text/html")
 
 
