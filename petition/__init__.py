@@ -46,6 +46,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["petition.cache"] = shared_cache = cache.from_config(app.config["REDIS_URL"])
     app.extensions["petition.counts"] = CountCache(shared_cache, app.config["COUNT_CACHE_SECONDS"])
     app.extensions["petition.signable"] = cache.ProcessCache[letters.SignableLetter]()
+    app.extensions["petition.pages"] = cache.ProcessCache[str]()
     from petition.views import api, deliveries, organiser, public
 
     for blueprint in (public.bp, organiser.bp, deliveries.bp, api.bp):

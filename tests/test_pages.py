@@ -152,6 +152,36 @@ def test_embed_may_be_framed_anywhere_and_nothing_else_may(client, make_letter):
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
 
 
+def test_the_thank_you_page_is_shared_but_each_signer_sees_their_own_number(
+    app, client, make_letter, mailbox, logged_in
+):
+    app.config.update(COUNT_CACHE_SECONDS=60)
+    letter = make_letter()
+    addresses = [f"reader{number}@example.org" for number in range(1, 4)]
+    visitors = [app.test_client() for _ in addresses]
+    for visitor, address in zip(visitors, addresses, strict=True):
+        assert (
+            visitor.post(f"/letters/{letter.slug}/sign", data=sign_data(email=address)).status_code
+            == 303
+        )
+    mailbox.deliver()
+    pages = [
+        visitor.post(mailbox.link(address, "/verify/")).get_data(as_text=True)
+        for visitor, address in zip(visitors, addresses, strict=True)
+    ]
+    for number, page in enumerate(pages, start=1):
+        assert f"You are signature #{number}<" in page
+        assert "987,654" not in page  # no trace of the placeholder
+    assert pages[0].replace("#1<", "#2<") == pages[1]  # the same page but for the number
+
+    # The organiser (logged in as `client`) is served their own page, with their header.
+    client.post(f"/letters/{letter.slug}/sign", data=sign_data(email="organiser@example.org"))
+    mailbox.deliver()
+    own = client.post(mailbox.link("organiser@example.org", "/verify/")).get_data(as_text=True)
+    assert "You are signature #4<" in own and "Your letters" in own
+    assert "Your letters" not in pages[0]
+
+
 def test_the_shared_embed_links_to_the_site_whatever_host_was_asked_for(client, make_letter):
     letter = make_letter()
     embed = client.get(f"/letters/{letter.slug}/embed", headers={"Host": "evil.example"})

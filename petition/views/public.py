@@ -12,7 +12,7 @@ from flask import (
     session,
     url_for,
 )
-from flask_babel import get_locale, ngettext
+from flask_babel import format_decimal, get_locale, ngettext
 from werkzeug.exceptions import TooManyRequests
 
 from petition import links, share_image, sharing
@@ -22,6 +22,7 @@ from petition.forms.sign import PreferencesForm, SignForm
 from petition.limits import check_signing
 from petition.models import Letter
 from petition.services import letters, news, signatories, signatures
+from petition.services.letters import LetterRef
 from petition.views import cached_count, forget_count, signable_letter
 from petition.web import allow_framing, csrf_token
 
@@ -88,7 +89,7 @@ def letter(slug: str):
     fresh page.
     """
     seconds = current_app.config["COUNT_CACHE_SECONDS"]
-    if seconds <= 0 or "_user_id" in session or "_flashes" in session:
+    if seconds <= 0 or not _plain_visitor():
         return _letter_page(slug)
 
     def render() -> bytes:
@@ -210,15 +211,48 @@ def verify(token: str):
     with transaction(lock_now=False) as session:
         result = signatures.verify(session, token)
     letter = result.letter
+    if result.newly_verified and result.number and _plain_visitor():
+        return _thank_you_page(letter, result.number)
+    return _verified_page(
+        letter, result.newly_verified, result.number or cached_count(get_session(), letter)
+    )
+
+
+def _verified_page(letter: Letter | LetterRef, newly_verified: bool, count: int) -> str:
     url = links.letter(letter.slug)
     return render_template(
         "public/verified.html",
         letter=letter,
-        newly_verified=result.newly_verified,
-        count=result.number or cached_count(get_session(), letter),
+        newly_verified=newly_verified,
+        count=count,
         page_url=url,
         share_links=sharing.links(url, letter.title, signed=True),
     )
+
+
+# Formatted into the cached thank-you page where the signer's number goes; no count reaches it.
+NUMBER_PLACEHOLDER = 987_654_321_987_654
+
+
+def _thank_you_page(letter: Letter | LetterRef, number: int) -> Response:
+    """The page after confirming, rendered once every few seconds per letter in this process.
+
+    Everyone who confirms sees the same page but for their number, and rendering it was 40 % of
+    a confirmation; the number is put in afterwards, formatted as the template formats it.
+    """
+    seconds = current_app.config["COUNT_CACHE_SECONDS"]
+    cache = current_app.extensions["petition.pages"]
+    key = f"verified:{get_locale()}:{letter.id}:{letter.slug}:{letter.title}"
+    page = remember(cache, key, seconds, lambda: _verified_page(letter, True, NUMBER_PLACEHOLDER))
+    placeholder = format_decimal(NUMBER_PLACEHOLDER)
+    if page.count(placeholder) != 1:  # a title that contains it: no cached copy will do
+        return Response(_verified_page(letter, True, number), mimetype="text/html")
+    return Response(page.replace(placeholder, format_decimal(number)), mimetype="text/html")
+
+
+def _plain_visitor() -> bool:
+    """Nobody logged in and no message waiting: the page is the same for every such visitor."""
+    return "_user_id" not in session and "_flashes" not in session
 
 
 @bp.get("/signature/<token>")
