@@ -24,23 +24,26 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 
+# What a parameter needs: its bind name, its name in the SQL (named styles), the bind
+# processor or None, and its default (a literal's value) or _REQUIRED.
+_Bind = tuple[str, str, Callable[[Any], Any] | None, Any]
+
 
 @dataclass(frozen=True)
 class _Compiled:
     sql: str
     positional: bool
-    # (bind name, name in the SQL, processor or None, default value or _REQUIRED)
-    binds: tuple[tuple[str, str, Callable[[Any], Any] | None, Any], ...]
-    order: tuple[str, ...]  # positional: the bind names in the order their markers appear
+    binds: tuple[_Bind, ...]  # positional: one per marker, in order (a name may recur)
 
     def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
-        converted = {}
-        for name, key, process, default in self.binds:
-            value = values[name] if default is _REQUIRED or name in values else default
-            converted[key] = process(value) if process is not None and value is not None else value
+        converted = [
+            (key, process(value) if process is not None and value is not None else value)
+            for name, key, process, default in self.binds
+            for value in (values[name] if default is _REQUIRED or name in values else default,)
+        ]
         if self.positional:
-            return tuple(converted[name] for name in self.order)
-        return converted
+            return tuple(value for _key, value in converted)
+        return dict(converted)
 
 
 _REQUIRED = object()
@@ -62,20 +65,18 @@ class Prepared:
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self._build(dialect.name).compile(dialect=dialect)
         escaped = compiled.escaped_bind_names or {}
-        binds = []
+        binds: dict[str, _Bind] = {}
         for bind, name in compiled.bind_names.items():
             if bind.expanding or bind.callable is not None:
                 raise TypeError(f"{name}: a prepared statement takes plain values only")
             process = bind.type.dialect_impl(dialect).bind_processor(dialect)
             default = _REQUIRED if bind.required else bind.value
-            key = name if dialect.positional else escaped.get(name, name)
-            binds.append((name, key, process, default))
-        return _Compiled(
-            sql=compiled.string,
-            positional=dialect.positional,
-            binds=tuple(binds),
-            order=tuple(compiled.positiontup or ()),
-        )
+            binds[name] = (name, escaped.get(name, name), process, default)
+        if dialect.positional:
+            ordered = tuple(binds[name] for name in compiled.positiontup or ())
+        else:
+            ordered = tuple(binds.values())
+        return _Compiled(sql=compiled.string, positional=dialect.positional, binds=ordered)
 
 
 class Unit:
