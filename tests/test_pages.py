@@ -182,6 +182,21 @@ def test_the_thank_you_page_is_shared_but_each_signer_sees_their_own_number(
     assert "Your letters" not in pages[0]
 
 
+def test_check_your_inbox_is_kept_per_letter_but_never_for_an_organiser(
+    app, client, make_letter, logged_in
+):
+    app.config.update(COUNT_CACHE_SECONDS=60)
+    first, second = make_letter(), make_letter(title="A second letter")
+    visitor = app.test_client()
+    for letter in (first, second, first):
+        page = visitor.get(f"/letters/{letter.slug}/check-your-inbox").get_data(as_text=True)
+        assert f"“{letter.title}”" in page
+        assert "Your letters" not in page
+    assert visitor.get("/letters/no-such-letter/check-your-inbox").status_code == 404
+    own = client.get(f"/letters/{first.slug}/check-your-inbox").get_data(as_text=True)
+    assert "Your letters" in own  # the organiser's header, not the visitors' copy
+
+
 def test_the_shared_embed_links_to_the_site_whatever_host_was_asked_for(client, make_letter):
     letter = make_letter()
     embed = client.get(f"/letters/{letter.slug}/embed", headers={"Host": "evil.example"})

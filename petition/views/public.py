@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import (
     Blueprint,
     Response,
@@ -136,8 +138,16 @@ def sign_page(slug: str):
 
 @bp.get("/letters/<slug>/check-your-inbox")
 def check_inbox(slug: str):
-    letter = letters.get_public(get_session(), slug)
-    return render_template("public/check_inbox.html", letter=letter)
+    """Where every signer lands: as costly to render as the signing itself, and the same for
+    everyone, so kept like the letter page."""
+
+    def render() -> str:
+        letter = letters.get_public(get_session(), slug)
+        return render_template("public/check_inbox.html", letter=letter)
+
+    if not _plain_visitor():
+        return render()
+    return _kept(f"check-inbox:{slug}", render)
 
 
 @bp.get("/letters/<slug>/signatories")
@@ -240,14 +250,19 @@ def _thank_you_page(letter: Letter | LetterRef, number: int) -> Response:
     Everyone who confirms sees the same page but for their number, and rendering it was 40 % of
     a confirmation; the number is put in afterwards, formatted as the template formats it.
     """
-    seconds = current_app.config["COUNT_CACHE_SECONDS"]
-    cache = current_app.extensions["petition.pages"]
-    key = f"verified:{get_locale()}:{letter.id}:{letter.slug}:{letter.title}"
-    page = remember(cache, key, seconds, lambda: _verified_page(letter, True, NUMBER_PLACEHOLDER))
+    key = f"verified:{letter.id}:{letter.slug}:{letter.title}"
+    page = _kept(key, lambda: _verified_page(letter, True, NUMBER_PLACEHOLDER))
     placeholder = format_decimal(NUMBER_PLACEHOLDER)
     if page.count(placeholder) != 1:  # a title that contains it: no cached copy will do
         return Response(_verified_page(letter, True, number), mimetype="text/html")
     return Response(page.replace(placeholder, format_decimal(number)), mimetype="text/html")
+
+
+def _kept(key: str, render: Callable[[], str]) -> str:
+    """A page rendered at most once every COUNT_CACHE_SECONDS per locale in this process."""
+    seconds = current_app.config["COUNT_CACHE_SECONDS"]
+    cache = current_app.extensions["petition.pages"]
+    return remember(cache, f"{key}:{get_locale()}", seconds, render)
 
 
 def _plain_visitor() -> bool:
