@@ -124,18 +124,7 @@ def unit(engine: Engine, *, one_statement: bool = False) -> Iterator[Unit]:
         except BaseException as error:
             _end_quietly(driver, autocommit)
             if isinstance(error, dialect.loaded_dbapi.Error):
-                gone = dialect.is_disconnect(error, driver, cursor)
-                if gone:
-                    pooled.invalidate(error)
-                raise DBAPIError.instance(
-                    None,
-                    None,
-                    error,
-                    dialect.loaded_dbapi.Error,
-                    hide_parameters=True,
-                    connection_invalidated=gone,
-                    dialect=dialect,
-                ) from error
+                raise _as_sqlalchemy_error(error, engine, driver, cursor, pooled) from error
             raise
         finally:
             if autocommit and pooled.is_valid:
@@ -156,21 +145,37 @@ def within(session: Session) -> Iterator[Unit]:
     try:
         yield Unit(dialect, cursor)
     except dialect.loaded_dbapi.Error as error:
-        gone = dialect.is_disconnect(error, connection.connection.driver_connection, cursor)
-        if gone:
-            connection.invalidate(error)
-        raise DBAPIError.instance(
-            None,
-            None,
-            error,
-            dialect.loaded_dbapi.Error,
-            hide_parameters=True,
-            connection_invalidated=gone,
-            dialect=dialect,
-        ) from error
+        driver = connection.connection.driver_connection
+        raise _as_sqlalchemy_error(error, connection.engine, driver, cursor, connection) from error
     finally:
         with suppress(dialect.loaded_dbapi.Error):
             cursor.close()
+
+
+def _as_sqlalchemy_error(
+    error: Exception, engine: Engine, driver: Any, cursor: Any, holder: Any
+) -> DBAPIError:
+    """The exception SQLAlchemy would have raised (an OperationalError for a lost server).
+
+    When the server has gone, the connection is discarded (`holder`, the pooled connection or
+    the session's, is invalidated) and so is every other one the pool holds, as SQLAlchemy does
+    on a disconnect: they went with the server, and the next request connects afresh instead of
+    meeting them one by one.
+    """
+    dialect = engine.dialect
+    gone = dialect.is_disconnect(error, driver, cursor)
+    if gone:
+        holder.invalidate(error)
+        engine.dispose()
+    return DBAPIError.instance(
+        None,
+        None,
+        error,
+        dialect.loaded_dbapi.Error,
+        hide_parameters=True,
+        connection_invalidated=gone,
+        dialect=dialect,
+    )
 
 
 def _leave_autocommit(pooled: Any, driver: Any, dialect: Dialect) -> None:

@@ -107,3 +107,22 @@ def test_one_statement_leaves_the_pooled_connection_as_it_found_it(app: Flask) -
         session.add(CountEvent(letter_id=None, delta=1))  # type: ignore[arg-type]
         session.flush()
     assert [m.subject for m in get_session().scalars(select(Message))] == ["alone"]
+
+
+def test_a_lost_server_is_an_operational_error_and_the_next_unit_connects_afresh(
+    app: Flask, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL test: set PETITION_TEST_DATABASE_URL to run it")
+    pooled = engine().raw_connection()
+    backend = pooled.driver_connection.info.backend_pid
+    with engine().connect() as other:
+        other.exec_driver_sql(f"SELECT pg_terminate_backend({backend})")
+        pooled.close()  # back in the pool first, where the next unit will find it
+
+    with pytest.raises(exc.OperationalError) as lost, driver.unit(engine()) as unit:
+        unit.execute(mail.QUEUE, _queued("never stored"))
+    assert lost.value.connection_invalidated
+    with driver.unit(engine()) as unit:
+        unit.execute(mail.QUEUE, _queued("stored"))
+    assert [m.subject for m in get_session().scalars(select(Message))] == ["stored"]
