@@ -13,20 +13,29 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import event
 
+from petition import driver
+
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
 class StatementCounter:
+    """Statements sent through SQLAlchemy's engine and by petition.driver's units."""
+
     def __init__(self, app: Flask) -> None:
         self.engine = app.extensions["petition.engine"]
         self.statements: list[str] = []
         event.listen(self.engine, "before_cursor_execute", self._seen)
+        driver.listen(self._sent)
 
     def _seen(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        self._sent(statement, None)
+
+    def _sent(self, statement: str, _connection: Any) -> None:
         self.statements.append(" ".join(statement.split())[:160])
 
     def close(self) -> None:
         event.remove(self.engine, "before_cursor_execute", self._seen)
+        driver.remove(self._sent)
 
 
 def _forget(app: Flask, slug: str, letter_id: int) -> None:

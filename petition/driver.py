@@ -79,6 +79,29 @@ class Prepared:
         return _Compiled(sql=compiled.string, positional=dialect.positional, binds=ordered)
 
 
+# Called with each SQL string a unit sends and the driver connection it goes to (see listen()).
+_listeners: list[Callable[[str, Any], None]] = []
+
+
+def listen(callback: Callable[[str, Any], None]) -> None:
+    """Call `callback(sql, driver_connection)` before each statement a unit sends.
+
+    These statements bypass SQLAlchemy's engine events; benchmarks and tests that count
+    statements listen here as well.
+    """
+    _listeners.append(callback)
+
+
+def remove(callback: Callable[[str, Any], None]) -> None:
+    _listeners.remove(callback)
+
+
+def _send(cursor: Any, sql: str, parameters: Any = ()) -> Any:
+    for callback in _listeners:
+        callback(sql, cursor.connection)
+    return cursor.execute(sql, parameters)
+
+
 class Unit:
     """A transaction on a driver connection, to execute() prepared statements in."""
 
@@ -89,8 +112,7 @@ class Unit:
     def execute(self, statement: Prepared, values: Mapping[str, Any]) -> Any:
         """Run the statement; returns the DB-API cursor (fetchone() for RETURNING rows)."""
         compiled = statement.compiled(self.dialect)
-        self._cursor.execute(compiled.sql, compiled.parameters(values))
-        return self._cursor
+        return _send(self._cursor, compiled.sql, compiled.parameters(values))
 
 
 @contextmanager
@@ -113,7 +135,7 @@ def unit(engine: Engine, *, one_statement: bool = False) -> Iterator[Unit]:
                 if hasattr(driver, "take_turn"):
                     driver.take_turn()
                 cursor = driver.cursor()
-                cursor.execute("BEGIN IMMEDIATE")
+                _send(cursor, "BEGIN IMMEDIATE")
             else:
                 if autocommit:
                     driver.autocommit = True

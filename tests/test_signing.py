@@ -472,33 +472,29 @@ def test_postcodes_are_letters_digits_and_spaces(client, make_letter):
 
 
 def test_on_postgresql_signing_and_confirming_are_each_one_autocommitted_statement(
-    app, client, make_letter, mailbox, database_url, monkeypatch
+    app, client, make_letter, mailbox, database_url
 ):
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL test: set PETITION_TEST_DATABASE_URL to run it")
     letter = make_letter()
     engine = db.engine()
     seen: list[tuple[str, bool]] = []
-    run_on_driver = driver.Unit.execute
 
     def executed(conn, _cursor, statement, *_args):
         seen.append((" ".join(statement.split())[:30], conn.connection.dbapi_connection.autocommit))
 
-    def executed_on_driver(unit, statement, values):
-        cursor = run_on_driver(unit, statement, values)
-        sql = statement.compiled(unit.dialect).sql
-        seen.append((" ".join(sql.split())[:30], cursor.connection.autocommit))
-        return cursor
+    def sent_on_driver(sql, connection):
+        seen.append((" ".join(sql.split())[:30], connection.autocommit))
 
     def writes_of(path: str, expect: int) -> list[tuple[str, bool]]:
         seen.clear()
         event.listen(engine, "before_cursor_execute", executed)
-        monkeypatch.setattr(driver.Unit, "execute", executed_on_driver)
+        driver.listen(sent_on_driver)
         try:
             response = client.post(path, data=sign_data(email="a@example.org"))
         finally:
             event.remove(engine, "before_cursor_execute", executed)
-            monkeypatch.undo()
+            driver.remove(sent_on_driver)
         assert response.status_code == expect
         # Reads aside (the letter's terms, cached outside tests): no BEGIN, no COMMIT.
         return [(sql, autocommit) for sql, autocommit in seen if not sql.startswith("SELECT")]
