@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 from flask_wtf import CSRFProtect
 
-from petition import auth, cache, config, db, errors, i18n, limits, web
+from petition import auth, cache, config, cookies, db, errors, i18n, limits, web
 from petition.services import letters
 from petition.services.counts import CountCache
 
@@ -43,6 +43,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     limits.init_app(app)
     errors.init_app(app)
     web.init_app(app)
+    cookies.init_app(app)
     app.extensions["petition.cache"] = shared_cache = cache.from_config(app.config["REDIS_URL"])
     app.extensions["petition.counts"] = CountCache(shared_cache, app.config["COUNT_CACHE_SECONDS"])
     app.extensions["petition.signable"] = cache.ProcessCache[letters.SignableLetter]()

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import secrets
 from datetime import datetime
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any
 
 from flask import (
     Flask,
-    Request,
     Response,
     current_app,
-    g,
     has_request_context,
     request,
-    session,
     url_for,
 )
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_babel import format_date, format_datetime, format_decimal, format_timedelta
-from itsdangerous import Serializer, URLSafeTimedSerializer
-from itsdangerous.encoding import base64_encode
 from werkzeug.routing import IntegerConverter, Map
 
 from petition.dates import closing_day, days_left
@@ -48,99 +40,13 @@ def allow_framing(response: Response, policy: str) -> Response:
     return response
 
 
-class Sessions(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, except that the public API has none.
-
-    Nothing under /api/ reads or writes the session; without this, decoding the cookie cost
-    the count poll a tenth of its time, and Flask-Login's look at the session after every
-    request made the answer carry "Vary: Cookie", so a shared cache kept one copy per visitor.
-    """
-
-    _serializer: tuple[tuple[object, ...], URLSafeTimedSerializer | None] | None = None
-
-    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if request.path.startswith("/api/"):
-            return None  # Flask uses a null session: readable, never saved
-        return super().open_session(app, request)
-
-    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
-        # Flask builds a new serializer (and signer) to read and again to write every cookie;
-        # one per set of keys does, and a changed SECRET_KEY still takes effect at once.
-        keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
-        cached = self._serializer
-        if cached is None or cached[0] != keys:
-            cached = self._serializer = (keys, self._new_serializer(app))
-        return cached[1]
-
-    def _new_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
-        """Flask's own serializer for these settings, but a CompactSerializer."""
-        if not app.secret_key:
-            return None
-        # itsdangerous expects the current key last.
-        keys = [*(app.config["SECRET_KEY_FALLBACKS"] or ()), app.secret_key]
-        return CompactSerializer(
-            keys,
-            salt=self.salt,
-            serializer=self.serializer,
-            signer_kwargs={
-                "key_derivation": self.key_derivation,
-                "digest_method": self.digest_method,
-            },
-        )
-
-
-class CompactSerializer(URLSafeTimedSerializer):
-    """itsdangerous' URL-safe serializer, without trying zlib on short payloads.
-
-    It compresses every payload to see whether it shrinks. A session cookie or a CSRF token is
-    a few dozen bytes of random hex that never does, and setting zlib up for it cost each new
-    visitor's letter page two compressions, 6 % of the page. What it writes reads the same.
-    """
-
-    COMPRESS_FROM = 512
-
-    def dump_payload(self, obj: Any) -> bytes:
-        json = Serializer.dump_payload(self, obj)
-        if len(json) >= self.COMPRESS_FROM:
-            return super().dump_payload(obj)
-        return base64_encode(json)
-
-
-CSRF_SALT = "wtf-csrf-token"  # Flask-WTF's, so that its CSRFProtect checks these tokens
-
-
-def csrf_token() -> str:
-    """Flask-WTF's generate_csrf() for our settings, with one serializer per secret key.
-
-    Flask-WTF builds a serializer for every token; every letter page makes one. The token is
-    the one Flask-WTF would make (the session's random value, signed and timestamped with its
-    salt), so CSRFProtect checks it as its own.
-    """
-    if "csrf_token" not in g:
-        if "csrf_token" not in session:
-            session["csrf_token"] = secrets.token_hex(20)  # as long as Flask-WTF's
-        g.csrf_token = _csrf_serializer(_csrf_key()).dumps(session["csrf_token"])
-    return g.csrf_token
-
-
-def _csrf_key() -> str | bytes:
-    return current_app.config.get("WTF_CSRF_SECRET_KEY") or current_app.secret_key
-
-
-@lru_cache(maxsize=4)
-def _csrf_serializer(key: str | bytes) -> CompactSerializer:
-    return CompactSerializer(key, salt=CSRF_SALT)
-
-
 def init_app(app: Flask) -> None:
-    app.session_interface = Sessions()
     app.extensions["petition.assets"] = {}
     app.url_map.converters["id"] = IdConverter
     # /letters/x/ finds /letters/x rather than a 404: links get pasted with a trailing slash.
     app.url_map.strict_slashes = False
     app.after_request(_security_headers)
-    # Replaces the csrf_token() that CSRFProtect.init_app() gave templates (the same tokens).
-    app.jinja_env.globals.update(asset=asset, now=utcnow, csrf_token=csrf_token)
+    app.jinja_env.globals.update(asset=asset, now=utcnow)
     app.jinja_env.filters.update(
         number=_number,
         datetime=_datetime,

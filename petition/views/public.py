@@ -19,6 +19,7 @@ from werkzeug.exceptions import TooManyRequests
 
 from petition import links, share_image, sharing
 from petition.cache import remember
+from petition.cookies import csrf_token
 from petition.db import get_session, transaction, utcnow
 from petition.forms.sign import PreferencesForm, SignForm
 from petition.limits import check_signing
@@ -26,7 +27,7 @@ from petition.models import Letter
 from petition.services import letters, news, signatories, signatures
 from petition.services.letters import LetterRef
 from petition.views import cached_count, forget_count, signable_letter
-from petition.web import allow_framing, csrf_token
+from petition.web import allow_framing
 
 bp = Blueprint("public", __name__)
 
