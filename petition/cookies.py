@@ -134,13 +134,16 @@ def csrf_token() -> str:
 
     Flask-WTF builds a serializer for every token; every letter page makes one. The token is
     the one Flask-WTF would make (the session's random value, signed and timestamped with its
-    salt), so CSRFProtect checks it as its own.
+    salt, kept in g for the rest of the request), so CSRFProtect checks it as its own.
     """
-    if "csrf_token" not in g:
-        if "csrf_token" not in session:
-            session["csrf_token"] = secrets.token_hex(20)  # as long as Flask-WTF's
-        g.csrf_token = _csrf_serializer(_csrf_key()).dumps(session["csrf_token"])
-    return g.csrf_token
+    field = current_app.config.get("WTF_CSRF_FIELD_NAME") or "csrf_token"
+    token = g.get(field)
+    if token is None:
+        if field not in session:
+            session[field] = secrets.token_hex(20)  # as long as Flask-WTF's
+        token = _csrf_serializer(_csrf_key()).dumps(session[field])
+        setattr(g, field, token)
+    return token
 
 
 def _csrf_key() -> str | bytes:

@@ -54,12 +54,13 @@ class Prepared:
 
     def __init__(self, build: Callable[[str], ClauseElement]) -> None:
         self._build = build
-        self._compiled: dict[str, _Compiled] = {}
+        self._compiled: dict[tuple[str, str, str], _Compiled] = {}
 
     def compiled(self, dialect: Dialect) -> _Compiled:
-        found = self._compiled.get(dialect.name)
+        key = (dialect.name, dialect.driver, dialect.paramstyle)
+        found = self._compiled.get(key)
         if found is None:
-            found = self._compiled[dialect.name] = self._compile(dialect)
+            found = self._compiled[key] = self._compile(dialect)
         return found
 
     def _compile(self, dialect: Dialect) -> _Compiled:
@@ -180,15 +181,14 @@ def _as_sqlalchemy_error(
     """The exception SQLAlchemy would have raised (an OperationalError for a lost server).
 
     When the server has gone, the connection is discarded (`holder`, the pooled connection or
-    the session's, is invalidated) and so is every other one the pool holds, as SQLAlchemy does
-    on a disconnect: they went with the server, and the next request connects afresh instead of
-    meeting them one by one.
+    the session's, is invalidated). Other pooled connections are pinged before use once idle a
+    second (db.PingWhenIdle); one that went with the server fails its request and is discarded
+    in turn.
     """
     dialect = engine.dialect
     gone = dialect.is_disconnect(error, driver, cursor)
     if gone:
         holder.invalidate(error)
-        engine.dispose()
     return DBAPIError.instance(
         None,
         None,
