@@ -1,4 +1,5 @@
-"""The background worker: delivers the outbox, folds count events, purges expired signatures."""
+"""The background worker: applies repeat signings, delivers the outbox, folds count events,
+purges expired signatures."""
 
 from __future__ import annotations
 
@@ -51,6 +52,11 @@ def run_worker(
     folder = CountFolder()
     with app.app_context():
         while True:
+            try:
+                with db.transaction() as session:
+                    signatures.apply_repeats(session)
+            except Exception:  # keep the worker alive through a database restart
+                log.exception("repeat signings failed; will retry")
             total = _deliver_due(app, stop)
             try:
                 folder.step()

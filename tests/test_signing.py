@@ -124,6 +124,79 @@ def test_signing_again_with_the_same_mailbox_never_reveals_it_and_never_doubles(
     assert fresh_session().scalar(select(func.count()).select_from(Signature)) == 1
 
 
+def test_a_repeat_signing_costs_the_request_what_a_new_one_does(app, client, make_letter, mailbox):
+    """Whether someone signed is a political opinion, and a slower answer for an address that
+    has signed would tell it to anyone who types that address. The request writes two rows
+    either way and nothing else; the worker handles the repeat afterwards."""
+    letter = make_letter()
+    sent: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        sent.append(" ".join(statement.split())[:32])
+
+    def statements_of_signing(email: str) -> list[str]:
+        sent.clear()
+        event.listen(db.engine(), "before_cursor_execute", seen)
+        driver.listen(seen_on_driver)
+        try:
+            response = client.post(f"/letters/{letter.slug}/sign", data=sign_data(email=email))
+        finally:
+            event.remove(db.engine(), "before_cursor_execute", seen)
+            driver.remove(seen_on_driver)
+        assert response.status_code == 303
+        return list(sent)
+
+    def seen_on_driver(sql, _connection):
+        sent.append(" ".join(sql.split())[:32])
+
+    new = statements_of_signing("jane@example.org")
+    repeat = statements_of_signing("JANE@example.org")
+    assert len(new) == len(repeat)
+    assert [sql.split()[0] for sql in new] == [sql.split()[0] for sql in repeat]
+    first_link = fresh_session().scalar(select(Signature.verify_token_hash))
+    mailbox.deliver()  # the worker applies the repeat: a fresh link replaces the first
+    assert fresh_session().scalar(select(Signature.verify_token_hash)) != first_link
+    assert (
+        fresh_session().scalar(
+            select(func.count()).select_from(Message).where(Message.kind == signatures.REPEAT_KIND)
+        )
+        == 0
+    )
+
+
+def test_a_repeat_that_cannot_be_applied_is_parked_and_the_rest_go_on(client, make_letter, mailbox):
+    letter = make_letter()
+    for email in ("ann@example.org", "bob@example.org"):
+        for _ in range(2):
+            client.post(f"/letters/{letter.slug}/sign", data=sign_data(email=email))
+    with transaction() as session:
+        ann = session.scalars(
+            select(Message).where(Message.kind == signatures.REPEAT_KIND).order_by(Message.id)
+        ).first()
+        ann.context = ann.context.replace(f'"letter_id":{letter.id}', '"letter_id":999999')
+    mailbox.deliver()
+    [(state, error)] = fresh_session().execute(
+        select(Message.state, Message.last_error).where(Message.kind == signatures.REPEAT_KIND)
+    )
+    assert state is MessageState.FAILED
+    assert "cannot apply the repeat signing" in error
+    assert len(mailbox.messages_to("bob@example.org")) == 2  # the link, then a fresh one
+    assert len(mailbox.messages_to("ann@example.org")) == 1
+
+
+def test_a_repeat_queued_before_a_withdrawal_is_a_signing_afresh(client, make_letter, mailbox):
+    letter = make_letter()
+    manage_path = sign_and_confirm(client, mailbox, letter)
+    client.post(f"/letters/{letter.slug}/sign", data=sign_data(name="Jane Again"))
+    assert client.post(f"{manage_path}/withdraw").status_code == 200
+    mailbox.clear()
+    mailbox.deliver()
+    signature = fresh_session().scalar(select(Signature))
+    assert (signature.name, signature.state) == ("Jane Again", SignatureState.PENDING)
+    assert "/verify/" in mailbox.body(mailbox.messages_to("jane@example.org")[-1])
+    assert api_count(client, letter) == 0
+
+
 def test_a_repeat_before_confirmation_replaces_what_the_first_form_said(
     client, make_letter, mailbox
 ):

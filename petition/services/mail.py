@@ -81,14 +81,14 @@ def insert_selected(**columns: Any) -> Insert:
     return insert(table).from_select([*names, "state", "attempts"], row, include_defaults=False)
 
 
-def bound(name: str) -> Any:
+def bound(name: str, prefix: str = "message_") -> Any:
     """The bind parameter insert_selected() reads a message_values() column from."""
-    return bindparam(f"message_{name}", type_=Message.__table__.c[name].type)
+    return bindparam(f"{prefix}{name}", type_=Message.__table__.c[name].type)
 
 
-def bound_values(values: dict[str, Any]) -> dict[str, Any]:
+def bound_values(values: dict[str, Any], prefix: str = "message_") -> dict[str, Any]:
     """message_values() as parameters for the columns bound() names."""
-    return {f"message_{name}": value for name, value in values.items()}
+    return {f"{prefix}{name}": value for name, value in values.items()}
 
 
 MESSAGE_COLUMNS = (
@@ -103,6 +103,9 @@ MESSAGE_COLUMNS = (
 
 
 INSERT_MESSAGE = insert(Message.__table__)
+
+# Outbox rows that are work for the worker rather than mail to send (signatures.apply_repeats).
+NOT_MAIL = ("repeat_signing",)
 
 
 def _queue_statement(_dialect: str) -> Insert:
@@ -129,6 +132,11 @@ def _encode(context: dict[str, Any]) -> str:
         raise TypeError(f"mail context values must be plain, not {type(value).__name__}")
 
     return json.dumps(context, default=plain, separators=(",", ":"))
+
+
+def decode_context(text: str | None) -> dict[str, Any]:
+    """A message's context as message_values() was given it (timestamps come back as such)."""
+    return _decode(text or "{}")
 
 
 def _decode(text: str) -> dict[str, Any]:
@@ -258,6 +266,7 @@ def _claim(
         query = (
             select(Message)
             .where(Message.state == MessageState.PENDING, Message.next_attempt_at <= now)
+            .where(Message.kind.not_in(NOT_MAIL))
             .where((Message.locked_until.is_(None)) | (Message.locked_until < now))
             .order_by(Message.id)
             .limit(batch_size)

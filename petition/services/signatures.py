@@ -12,17 +12,21 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import (
     BindParameter,
+    ColumnElement,
     Insert,
     Select,
     String,
     Text,
     Update,
+    and_,
     bindparam,
     cast,
     delete,
+    exists,
     func,
     insert,
     literal,
+    null,
     or_,
     select,
     update,
@@ -31,10 +35,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from petition import driver, links, tokens
-from petition.db import begin_write, utcnow
+from petition.db import utcnow
 from petition.emails import Address
-from petition.errors import InvalidToken, LetterClosed, ServiceUnavailable, TokenExpired
-from petition.models import CountEvent, Letter, LetterStatus, Signature, SignatureState
+from petition.errors import InvalidToken, LetterClosed, TokenExpired
+from petition.models import (
+    CountEvent,
+    Letter,
+    LetterStatus,
+    Message,
+    MessageState,
+    Signature,
+    SignatureState,
+)
 from petition.services import mail
 from petition.services.letters import LetterRef
 
@@ -57,6 +69,7 @@ class SignOutcome(enum.Enum):
     """What happened; never shown to the person, who always sees "check your inbox"."""
 
     PENDING = "pending"
+    REPEAT = "repeat"  # this mailbox had signed: queued for the worker (apply_repeats)
     RESENT = "resent"
     ALREADY_VERIFIED = "already_verified"
     THROTTLED = "throttled"
@@ -101,8 +114,9 @@ def sign(
         "created_at": now,
     }
     # The INSERT decides: a mailbox that already signed (even a moment ago, in a concurrent
-    # request) meets the unique constraint, and a closed letter selects no row; either way
-    # nothing is inserted, and what follows finds out which.
+    # request) meets the unique constraint, and a closed letter selects no row. A repeat is not
+    # handled here: the same unit queues it for the worker, so that the answer takes as long
+    # whether or not this address has signed (the time would tell who signed the letter).
     message = _verify_link_message(
         letter,
         email=data.address.email,
@@ -111,42 +125,111 @@ def sign(
         expires_at=values["verify_expires_at"],
         repeat=False,
     )
-    if not session.in_transaction():
-        with driver.unit(session.get_bind(), one_statement=True) as unit:
-            if _insert_pending(unit, values, message) is not None:
-                return SignOutcome.PENDING
-        begin_write(session)
-    for _attempt in range(2):
+    if session.in_transaction():
         with driver.within(session) as unit:
-            if _insert_pending(unit, values, message) is not None:
-                return SignOutcome.PENDING
-        if not _accepts_signatures(session, letter.id, now):
-            raise LetterClosed()
-        # The conflicting row is visible once its writer committed, unless it was withdrawn
-        # in between, in which case this mailbox may sign afresh: try the insert once more.
-        existing = _find(session, letter.id, data.address.key)
-        if existing is not None:
-            return _signed_again(session, letter, existing, values, now)
-    raise ServiceUnavailable()
+            outcome = _insert_pending(unit, values, message)
+    else:
+        with driver.unit(session.get_bind(), one_statement=True) as unit:
+            outcome = _insert_pending(unit, values, message)
+    if outcome is None:
+        raise LetterClosed()
+    return outcome
 
 
 def _insert_pending(
     unit: driver.Unit, values: dict[str, object], message: dict[str, object]
-) -> int | None:
-    """Store a new pending signature and queue its link; None if the INSERT selected no row.
+) -> SignOutcome | None:
+    """Store a new pending signature and queue its link, or queue the repeat signing for the
+    worker; None if the letter takes no signatures.
 
-    On PostgreSQL one statement does both (WITH signed AS (INSERT …) INSERT INTO message …),
-    one round trip that is atomic by itself; on SQLite, two statements in the unit's transaction.
+    On PostgreSQL one statement does it all (WITH signed AS (INSERT …), queued AS (INSERT INTO
+    message …), repeated AS (INSERT … WHERE NOT EXISTS (SELECT FROM signed))), one round trip
+    that is atomic by itself; on SQLite, two statements in the unit's transaction. Either way a
+    new and a repeat signing each write two rows.
     """
     queued = mail.bound_values(message)
     if unit.dialect.name == "postgresql":
-        row = unit.execute(_SIGN_AND_QUEUE, values | queued).fetchone()
-        return None if row is None else row[0]
+        repeat = mail.bound_values(_repeat_job(values), prefix="repeat_")
+        signed, repeated = unit.execute(_SIGN_OR_REPEAT, values | queued | repeat).fetchone()
+        if signed is not None:
+            return SignOutcome.PENDING
+        return SignOutcome.REPEAT if repeated else None
     row = unit.execute(_SIGN, values).fetchone()
-    if row is None:
-        return None
-    unit.execute(mail.QUEUE, queued | {"signature_id": row[0]})
-    return row[0]
+    if row is not None:
+        unit.execute(mail.QUEUE, queued | {"signature_id": row[0]})
+        return SignOutcome.PENDING
+    repeat = mail.bound_values(_repeat_job(values), prefix="repeat_")
+    cursor = unit.execute(
+        _REPEAT, repeat | {"letter_id": values["letter_id"], "created_at": values["created_at"]}
+    )
+    return SignOutcome.REPEAT if cursor.rowcount else None
+
+
+REPEAT_KIND = mail.NOT_MAIL[0]
+
+
+def _repeat_job(values: dict[str, object]) -> dict[str, object]:
+    """The outbox row that hands a repeat signing to the worker: what the form said."""
+    submitted = {name: values[name] for name in ("letter_id", "email", "email_key", *_CHOICES)}
+    return mail.message_values(
+        REPEAT_KIND, str(values["email"]), "", submitted_at=values["created_at"], **submitted
+    )
+
+
+def apply_repeats(session: Session, limit: int = 500) -> int:
+    """Handle the repeat signings sign() queued, oldest first; returns how many.
+
+    Each is what a repeat signing did before it was queued (see _signed_again), at the time of
+    the signing. One that fails is parked with its error, for an operator to see, and the rest
+    go on. Run it in a writing transaction (db.transaction()).
+    """
+    query = (
+        select(Message)
+        .where(Message.kind == REPEAT_KIND, Message.state == MessageState.PENDING)
+        .order_by(Message.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    jobs = list(session.scalars(query))
+    for job in jobs:
+        try:
+            with session.begin_nested():
+                _apply_repeat(session, mail.decode_context(job.context))
+        except Exception as error:
+            job.state = MessageState.FAILED
+            job.last_error = f"cannot apply the repeat signing: {type(error).__name__}: {error}"
+            continue
+        session.delete(job)
+    session.flush()
+    return len(jobs)
+
+
+def _apply_repeat(session: Session, submitted: dict[str, object]) -> SignOutcome:
+    letter = session.get_one(Letter, submitted["letter_id"])
+    now = submitted["submitted_at"]
+    assert isinstance(now, datetime)
+    existing = _find(session, letter.id, str(submitted["email_key"]))
+    if existing is not None:
+        return _signed_again(session, letter, existing, submitted, now)
+    # Withdrawn since (or the signing it met was undone): this is a signing afresh.
+    raw, digest = tokens.new_token()
+    values = {name: submitted[name] for name in ("letter_id", "email", "email_key", *_CHOICES)}
+    values |= {
+        "verify_token_hash": digest,
+        "verify_expires_at": now + _verify_lifetime(),
+        "created_at": now,
+    }
+    message = _verify_link_message(
+        letter,
+        email=str(values["email"]),
+        name=str(values["name"]),
+        raw=raw,
+        expires_at=values["verify_expires_at"],
+        repeat=False,
+    )
+    with driver.within(session) as unit:
+        return _insert_pending(unit, values, message) or SignOutcome.THROTTLED
 
 
 # What a signer chose or wrote; a repeat signing before confirmation replaces them all.
@@ -170,6 +253,16 @@ _SIGN_COLUMNS = (
 )
 
 
+def _open_letter(letter_id: BindParameter, now: BindParameter) -> ColumnElement[bool]:
+    """The letter row, if it takes signatures at `now` (an INSERT … SELECT FROM it)."""
+    letters = Letter.__table__
+    return and_(
+        letters.c.id == letter_id,
+        letters.c.status == LetterStatus.OPEN,
+        or_(letters.c.closes_at.is_(None), letters.c.closes_at > now),
+    )
+
+
 @cache
 def _sign_statement(dialect: str) -> Insert:
     """INSERT … SELECT … FROM letter WHERE it is open … ON CONFLICT DO NOTHING RETURNING id.
@@ -177,16 +270,11 @@ def _sign_statement(dialect: str) -> Insert:
     Built once per dialect: constructing it per request cost more than executing it.
     """
     table = Signature.__table__
-    letters = Letter.__table__
     now = bindparam("created_at", type_=table.c.created_at.type)
     row = select(
         *(bindparam(name, type_=table.c[name].type) for name in _SIGN_COLUMNS),
         literal(SignatureState.PENDING, table.c.state.type),
-    ).where(
-        letters.c.id == bindparam("letter_id"),
-        letters.c.status == LetterStatus.OPEN,
-        or_(letters.c.closes_at.is_(None), letters.c.closes_at > now),
-    )
+    ).where(_open_letter(bindparam("letter_id"), now))
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
         insert(table)
@@ -196,17 +284,43 @@ def _sign_statement(dialect: str) -> Insert:
     )
 
 
+def _repeat_statement(unless_signed: object = None) -> Insert:
+    """INSERT INTO message … SELECT the repeat job FROM letter WHERE it is open [… AND NOT
+    EXISTS (the signature CTE's row)]."""
+    table = Message.__table__
+    names = [*mail.MESSAGE_COLUMNS, "signature_id"]
+    columns = {name: mail.bound(name, prefix="repeat_") for name in mail.MESSAGE_COLUMNS}
+    columns["signature_id"] = null()
+    conditions = [_open_letter(bindparam("letter_id"), bindparam("created_at"))]
+    if unless_signed is not None:
+        conditions.append(~exists(select(unless_signed.c.id)))
+    row = select(
+        *(columns[name] for name in names),
+        literal(MessageState.PENDING, table.c.state.type),
+        literal(0, table.c.attempts.type),
+    ).where(*conditions)
+    return insert(table).from_select([*names, "state", "attempts"], row)
+
+
 @cache
-def _sign_and_queue_statement() -> Select:
-    """WITH signed AS (INSERT … RETURNING id) INSERT INTO message … SELECT … FROM signed."""
+def _sign_or_repeat_statement() -> Select:
+    """PostgreSQL: a new signature and its mail, or else the repeat job, in one statement;
+    returns (the new signature's id or NULL, how many repeat jobs were queued)."""
     signed = _sign_statement("postgresql").cte("signed")
     message = {name: mail.bound(name) for name in mail.MESSAGE_COLUMNS}
     queued = mail.insert_selected(**message, signature_id=signed.c.id).cte("queued")
-    return select(signed.c.id).add_cte(queued)
+    repeated = (
+        _repeat_statement(unless_signed=signed).returning(Message.__table__.c.id).cte("repeated")
+    )
+    return select(
+        select(signed.c.id).scalar_subquery(),
+        select(func.count()).select_from(repeated).scalar_subquery(),
+    ).add_cte(queued)
 
 
 _SIGN = driver.Prepared(_sign_statement)
-_SIGN_AND_QUEUE = driver.Prepared(lambda _dialect: _sign_and_queue_statement())
+_REPEAT = driver.Prepared(lambda _dialect: _repeat_statement())
+_SIGN_OR_REPEAT = driver.Prepared(lambda _dialect: _sign_or_repeat_statement())
 
 
 def _accepts_signatures(session: Session, letter_id: int, now: datetime) -> bool:
