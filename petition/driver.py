@@ -14,7 +14,7 @@ so callers and the error pages see what they would see from a session.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,6 +157,14 @@ def unit(engine: Engine, *, one_statement: bool = False) -> Iterator[Unit]:
             with suppress(dialect.loaded_dbapi.Error):
                 cursor.close()
         pooled.close()  # back to the pool, which rolls back anything left open
+
+
+def unit_for(session: Session) -> AbstractContextManager[Unit]:
+    """The session's transaction if it has one (within()), else a unit of its own that commits
+    when the block ends (unit(), one statement on PostgreSQL)."""
+    if session.in_transaction():
+        return within(session)
+    return unit(session.get_bind(), one_statement=True)
 
 
 @contextmanager

@@ -125,12 +125,8 @@ def sign(
         expires_at=values["verify_expires_at"],
         repeat=False,
     )
-    if session.in_transaction():
-        with driver.within(session) as unit:
-            outcome = _insert_pending(unit, values, message)
-    else:
-        with driver.unit(session.get_bind(), one_statement=True) as unit:
-            outcome = _insert_pending(unit, values, message)
+    with driver.unit_for(session) as unit:
+        outcome = _insert_pending(unit, values, message)
     if outcome is None:
         raise LetterClosed()
     return outcome
@@ -466,12 +462,8 @@ def verify(session: Session, raw: str, now: datetime | None = None) -> VerifyRes
     if tokens.looks_like_token(raw):
         manage_raw, manage_digest = tokens.new_token()
         parameters = {"token": tokens.digest(raw), "now": now, "manage": manage_digest}
-        if session.in_transaction():
-            with driver.within(session) as unit:
-                confirmed = _confirm(unit, parameters, manage_raw)
-        else:
-            with driver.unit(session.get_bind(), one_statement=True) as unit:
-                confirmed = _confirm(unit, parameters, manage_raw)
+        with driver.unit_for(session) as unit:
+            confirmed = _confirm(unit, parameters, manage_raw)
     if confirmed is None:
         signature = find_by_verify_token(session, raw)
         letter = session.get_one(Letter, signature.letter_id)
