@@ -278,9 +278,9 @@ def is_postgres(session: Session) -> bool:
 def transaction(*, lock_now: bool = True) -> Iterator[Session]:
     """The one place a unit of work commits: commit on success, roll back on any error.
 
-    lock_now=False leaves the session without a transaction, for services that first try a
-    driver unit of their own (signatures.sign, signatures.verify) and call begin_write()
-    before they write in the session.
+    lock_now=False leaves the session without a transaction, for services that write in
+    driver units of their own (signatures.sign, signatures.verify) and only read through the
+    session; one that then wrote through it would have to call begin_write() first.
     """
     session = get_session()
     if session.in_transaction():

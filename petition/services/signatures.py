@@ -92,9 +92,9 @@ def sign(
 
     The letter may be a snapshot a few seconds old: whether it still takes signatures is
     decided by the INSERT itself, against the letter row as it is now. Called with no
-    transaction in progress, a new signature is stored and committed at once, in a driver unit
-    of its own (petition.driver); a repeat signing is then handled in the session's transaction,
-    begun here as a writer, which the caller commits.
+    transaction in progress, the work is committed at once, in a driver unit of its own
+    (petition.driver). A repeat signing is queued in that unit for the worker
+    (apply_repeats), never handled here: the answer must take as long either way.
     """
     now = now or utcnow()
     raw, digest = tokens.new_token()
@@ -201,7 +201,7 @@ def apply_repeats(session: Session, limit: int = 500) -> int:
     return len(jobs)
 
 
-def _apply_repeat(session: Session, submitted: dict[str, object]) -> SignOutcome:
+def _apply_repeat(session: Session, submitted: dict[str, object]) -> SignOutcome | None:
     letter = session.get_one(Letter, submitted["letter_id"])
     now = submitted["submitted_at"]
     assert isinstance(now, datetime)
@@ -225,7 +225,7 @@ def _apply_repeat(session: Session, submitted: dict[str, object]) -> SignOutcome
         repeat=False,
     )
     with driver.within(session) as unit:
-        return _insert_pending(unit, values, message) or SignOutcome.THROTTLED
+        return _insert_pending(unit, values, message)  # None: the letter has closed since
 
 
 # What a signer chose or wrote; a repeat signing before confirmation replaces them all.
@@ -317,11 +317,6 @@ def _sign_or_repeat_statement() -> Select:
 _SIGN = driver.Prepared(_sign_statement)
 _REPEAT = driver.Prepared(lambda _dialect: _repeat_statement())
 _SIGN_OR_REPEAT = driver.Prepared(lambda _dialect: _sign_or_repeat_statement())
-
-
-def _accepts_signatures(session: Session, letter_id: int, now: datetime) -> bool:
-    letter = session.get(Letter, letter_id)
-    return letter is not None and letter.accepts_signatures(now)
 
 
 def _queue_verify_link(
