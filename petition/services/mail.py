@@ -62,12 +62,12 @@ def message_values(kind: str, to_address: str, subject: str, **context: Any) -> 
     }
 
 
-def insert_selected(**columns: Any) -> Insert:
-    """INSERT INTO message … SELECT …: one pending message per row the columns select.
+def insert_selected(*where: Any, **columns: Any) -> Insert:
+    """INSERT INTO message … SELECT … [WHERE …]: one pending message per row selected.
 
     Give an SQL expression for each of MESSAGE_COLUMNS and signature_id, typically columns of a
     CTE that made the signature, so the message is queued by the same statement; bound() gives
-    a column whose value comes from message_values().
+    a column whose value comes from message_values(). `where` conditions limit the rows.
     """
     names = [*MESSAGE_COLUMNS, "signature_id"]
     if set(columns) != set(names):
@@ -77,7 +77,7 @@ def insert_selected(**columns: Any) -> Insert:
         *(columns[name] for name in names),
         literal(MessageState.PENDING, table.c.state.type),
         literal(0, table.c.attempts.type),
-    )
+    ).where(*where)
     return insert(table).from_select([*names, "state", "attempts"], row, include_defaults=False)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -96,40 +97,55 @@ def sign(
     (petition.driver). A repeat signing is queued in that unit for the worker
     (apply_repeats), never handled here: the answer must take as long either way.
     """
-    now = now or utcnow()
-    raw, digest = tokens.new_token()
-    values = {
-        "letter_id": letter.id,
+    choices = {
         "name": data.name,
-        "email": data.address.email,
-        "email_key": data.address.key,
         "postcode": data.postcode if letter.ask_postcode else None,
         "organisation": data.organisation if letter.ask_organisation else None,
         "comment": data.comment if letter.ask_comment else None,
         "show_name": data.show_name,
         "share_email": data.share_email,
         "wants_updates": data.wants_updates,
-        "verify_token_hash": digest,
-        "verify_expires_at": now + _verify_lifetime(),
-        "created_at": now,
     }
+    values, message = _pending(letter, data.address.email, data.address.key, choices, now)
     # The INSERT decides: a mailbox that already signed (even a moment ago, in a concurrent
     # request) meets the unique constraint, and a closed letter selects no row. A repeat is not
     # handled here: the same unit queues it for the worker, so that the answer takes as long
     # whether or not this address has signed (the time would tell who signed the letter).
-    message = _verify_link_message(
-        letter,
-        email=data.address.email,
-        name=data.name,
-        raw=raw,
-        expires_at=values["verify_expires_at"],
-        repeat=False,
-    )
     with driver.unit_for(session) as unit:
         outcome = _insert_pending(unit, values, message)
     if outcome is None:
         raise LetterClosed()
     return outcome
+
+
+def _pending(
+    letter: SigningTerms,
+    email: str,
+    email_key: str,
+    choices: Mapping[str, object],
+    now: datetime | None,
+) -> tuple[dict[str, object], dict[str, object]]:
+    """A new pending signature's row (with a fresh confirmation token) and its link's mail."""
+    now = now or utcnow()
+    raw, digest = tokens.new_token()
+    values = {
+        "letter_id": letter.id,
+        "email": email,
+        "email_key": email_key,
+        **{choice: choices[choice] for choice in _CHOICES},
+        "verify_token_hash": digest,
+        "verify_expires_at": now + _verify_lifetime(),
+        "created_at": now,
+    }
+    message = _verify_link_message(
+        letter,
+        email=email,
+        name=str(values["name"]),
+        raw=raw,
+        expires_at=values["verify_expires_at"],
+        repeat=False,
+    )
+    return values, message
 
 
 def _insert_pending(
@@ -209,21 +225,8 @@ def _apply_repeat(session: Session, submitted: dict[str, object]) -> SignOutcome
     if existing is not None:
         return _signed_again(session, letter, existing, submitted, now)
     # Withdrawn since (or the signing it met was undone): this is a signing afresh.
-    raw, digest = tokens.new_token()
-    values = {name: submitted[name] for name in ("letter_id", "email", "email_key", *_CHOICES)}
-    values |= {
-        "verify_token_hash": digest,
-        "verify_expires_at": now + _verify_lifetime(),
-        "created_at": now,
-    }
-    message = _verify_link_message(
-        letter,
-        email=str(values["email"]),
-        name=str(values["name"]),
-        raw=raw,
-        expires_at=values["verify_expires_at"],
-        repeat=False,
-    )
+    email, key = str(submitted["email"]), str(submitted["email_key"])
+    values, message = _pending(letter, email, key, submitted, now)
     with driver.within(session) as unit:
         return _insert_pending(unit, values, message)  # None: the letter has closed since
 
@@ -283,19 +286,11 @@ def _sign_statement(dialect: str) -> Insert:
 def _repeat_statement(unless_signed: object = None) -> Insert:
     """INSERT INTO message … SELECT the repeat job FROM letter WHERE it is open [… AND NOT
     EXISTS (the signature CTE's row)]."""
-    table = Message.__table__
-    names = [*mail.MESSAGE_COLUMNS, "signature_id"]
     columns = {name: mail.bound(name, prefix="repeat_") for name in mail.MESSAGE_COLUMNS}
-    columns["signature_id"] = null()
     conditions = [_open_letter(bindparam("letter_id"), bindparam("created_at"))]
     if unless_signed is not None:
         conditions.append(~exists(select(unless_signed.c.id)))
-    row = select(
-        *(columns[name] for name in names),
-        literal(MessageState.PENDING, table.c.state.type),
-        literal(0, table.c.attempts.type),
-    ).where(*conditions)
-    return insert(table).from_select([*names, "state", "attempts"], row)
+    return mail.insert_selected(*conditions, **columns, signature_id=null())
 
 
 @cache
