@@ -141,7 +141,7 @@ def csrf_token() -> str:
     if token is None:
         if field not in session:
             session[field] = secrets.token_hex(20)  # as long as Flask-WTF's
-        token = _csrf_serializer(_csrf_key()).dumps(session[field])
+        token = csrf_serializer(_csrf_key()).dumps(session[field])
         setattr(g, field, token)
     return token
 
@@ -151,5 +151,5 @@ def _csrf_key() -> str | bytes:
 
 
 @lru_cache(maxsize=4)
-def _csrf_serializer(key: str | bytes) -> CompactSerializer:
+def csrf_serializer(key: str | bytes) -> CompactSerializer:
     return CompactSerializer(key, salt=CSRF_SALT)

@@ -161,9 +161,9 @@ def parse_setting(key: str, value: object) -> list[RateLimitItem]:
     )
 
 
-def client_key() -> str:
+def client_key(address: str | None) -> str:
     """Who is asking: the client's address, or its /64 for IPv6 (one home or phone has one)."""
-    address = request.remote_addr or "unknown"
+    address = address or "unknown"
     if ":" in address:
         try:
             return str(ipaddress.ip_network(f"{address}/64", strict=False))
@@ -175,12 +175,26 @@ def client_key() -> str:
 def check_login_attempt() -> None:
     """Organiser logins: 10 a minute and 50 an hour from one address."""
     limiter: Limiter = current_app.extensions["petition.limiter"]
-    limiter.hit("login", LOGIN_LIMITS, client_key())
+    limiter.hit("login", LOGIN_LIMITS, client_key(request.remote_addr))
+
+
+# Set in the WSGI environ by a fast path that has counted the signature already (see
+# views/direct.py): True, or the TooManyRequests it met, so that the view does not count it again.
+SIGNING_COUNTED = "petition.signing_counted"
 
 
 def check_signing() -> None:
     """Signatures sent from one address (PETITION_SIGN_RATE_LIMIT): each one mails somebody."""
-    limits = current_app.extensions["petition.sign_limits"]
+    counted = request.environ.get(SIGNING_COUNTED)
+    if isinstance(counted, TooManyRequests):
+        raise counted
+    if counted is None:
+        count_signing(current_app, request.remote_addr)
+
+
+def count_signing(app: Flask, address: str | None) -> None:
+    """Count a signature from this client address; TooManyRequests when it is one too many."""
+    limits = app.extensions["petition.sign_limits"]
     if limits:
-        limiter: Limiter = current_app.extensions["petition.limiter"]
-        limiter.hit("sign", limits, client_key())
+        limiter: Limiter = app.extensions["petition.limiter"]
+        limiter.hit("sign", limits, client_key(address))

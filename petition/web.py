@@ -67,6 +67,12 @@ PUBLIC_HEADERS = (
     ("Referrer-Policy", "same-origin"),
 )
 PRIVATE_PATHS = ("/organiser", "/verify", "/signature", "/deliveries", "/news")
+# Pages with tokens or personal data: never cached by a proxy, never leak the URL.
+PRIVATE_HEADERS = (
+    ("Cache-Control", "private, no-store"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Robots-Tag", "noindex, nofollow"),
+)
 
 
 def _security_headers(response: Response) -> Response:
@@ -81,10 +87,8 @@ def _security_headers(response: Response) -> Response:
     headers["Content-Security-Policy"] = policy or CONTENT_SECURITY_POLICY
     headers.extend(COMMON_HEADERS)
     if private:
-        # Pages with tokens or personal data: never cached by a proxy, never leak the URL.
-        headers["Cache-Control"] = "private, no-store"
-        headers["Referrer-Policy"] = "no-referrer"
-        headers["X-Robots-Tag"] = "noindex, nofollow"
+        for name, value in PRIVATE_HEADERS:
+            headers[name] = value
     else:
         headers["Referrer-Policy"] = "same-origin"
     return response

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 
 from flask_babel import lazy_gettext as _l
+from werkzeug.datastructures import MultiDict
 from wtforms import BooleanField, EmailField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
@@ -95,8 +97,7 @@ class SignForm(Form):
     @classmethod
     def for_letter(cls, letter: SigningTerms, **kwargs: object) -> SignForm:
         """The form with only the optional fields this letter asks for."""
-        asked = tuple(bool(getattr(letter, flag)) for flag in OPTIONAL_FIELDS.values())
-        return _with_fields(cls, asked)(**kwargs)
+        return _with_fields(cls, _asked(letter))(**kwargs)
 
     def to_input(self) -> SignatureInput:
         return SignatureInput(
@@ -109,6 +110,29 @@ class SignForm(Form):
             organisation=(self.organisation.data or None) if "organisation" in self else None,
             comment=(self.comment.data or None) if "comment" in self else None,
         )
+
+
+def signature_input(letter: SigningTerms, formdata: MultiDict) -> SignatureInput | None:
+    """What a valid sign form says, or None if the form would show errors.
+
+    The same form, fields and validators as SignForm.for_letter(letter, formdata=formdata), on an
+    instance kept per thread and set of fields and processed afresh each time: building the form
+    cost more than validating it. Needs an app context; the errors are not for showing.
+    """
+    asked = _asked(letter)
+    forms: dict[tuple[bool, ...], SignForm] = _kept_forms.__dict__.setdefault("forms", {})
+    form = forms.get(asked)
+    if form is None:
+        form = forms[asked] = _with_fields(SignForm, asked)(formdata=None)
+    form.process(formdata)
+    return form.to_input() if form.validate() else None
+
+
+_kept_forms = threading.local()
+
+
+def _asked(letter: SigningTerms) -> tuple[bool, ...]:
+    return tuple(bool(getattr(letter, flag)) for flag in OPTIONAL_FIELDS.values())
 
 
 @cache

@@ -14,6 +14,7 @@ from flask_babel import gettext as _
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    Engine,
     Insert,
     Select,
     String,
@@ -39,6 +40,7 @@ from petition import driver, links, tokens
 from petition.db import utcnow
 from petition.emails import Address
 from petition.errors import InvalidToken, LetterClosed, TokenExpired
+from petition.i18n import gettext_kept
 from petition.models import (
     CountEvent,
     Letter,
@@ -87,14 +89,14 @@ class SigningTerms(Protocol):
 
 
 def sign(
-    session: Session, letter: SigningTerms, data: SignatureInput, now: datetime | None = None
+    db: Session | Engine, letter: SigningTerms, data: SignatureInput, now: datetime | None = None
 ) -> SignOutcome:
     """Record a pending signature and queue its confirmation link, or handle a repeat signing.
 
     The letter may be a snapshot a few seconds old: whether it still takes signatures is
-    decided by the INSERT itself, against the letter row as it is now. Called with no
-    transaction in progress, the work is committed at once, in a driver unit of its own
-    (petition.driver). A repeat signing is queued in that unit for the worker
+    decided by the INSERT itself, against the letter row as it is now. Given an engine, or a
+    session with no transaction in progress, the work is committed at once, in a driver unit of
+    its own (petition.driver). A repeat signing is queued in that unit for the worker
     (apply_repeats), never handled here: the answer must take as long either way.
     """
     choices = {
@@ -111,7 +113,7 @@ def sign(
     # request) meets the unique constraint, and a closed letter selects no row. A repeat is not
     # handled here: the same unit queues it for the worker, so that the answer takes as long
     # whether or not this address has signed (the time would tell who signed the letter).
-    with driver.unit_for(session) as unit:
+    with driver.unit_for(db) as unit:
         outcome = _insert_pending(unit, values, message)
     if outcome is None:
         raise LetterClosed()
@@ -340,7 +342,7 @@ def _verify_link_message(
     return mail.message_values(
         "verify",
         email,
-        _("Please confirm your signature: %(title)s", title=letter.title),
+        gettext_kept("Please confirm your signature: %(title)s", title=letter.title),
         title=letter.title,
         name=name,
         verify_url=links.verify(raw),
@@ -442,24 +444,35 @@ class VerifyResult:
 def verify(session: Session, raw: str, now: datetime | None = None) -> VerifyResult:
     """Confirm a signature once; a second press finds it already confirmed and changes nothing.
 
-    One conditional UPDATE does the work (the token is pending, unexpired, and its letter still
-    open), so two presses at once confirm, and count, only once. Anything else falls back to
-    reading the signature to say what is wrong. Called with no transaction in progress, the
-    confirmation is committed at once, in a driver unit of its own (petition.driver).
+    One conditional UPDATE does the work (confirm()); anything else falls back to reading the
+    signature to say what is wrong. Called with no transaction in progress, the confirmation is
+    committed at once, in a driver unit of its own (petition.driver).
     """
     now = now or utcnow()
-    confirmed = None
-    if tokens.looks_like_token(raw):
-        manage_raw, manage_digest = tokens.new_token()
-        parameters = {"token": tokens.digest(raw), "now": now, "manage": manage_digest}
-        with driver.unit_for(session) as unit:
-            confirmed = _confirm(unit, parameters, manage_raw)
+    confirmed = confirm(session, raw, now)
+    if confirmed is not None:
+        return confirmed
+    signature = find_by_verify_token(session, raw)
+    letter = session.get_one(Letter, signature.letter_id)
+    check_verifiable(signature, letter, now)
+    # Pending and confirmable, yet not changed: only a concurrent press confirming it first.
+    return VerifyResult(letter, newly_verified=False)
+
+
+def confirm(db: Session | Engine, raw: str, now: datetime | None = None) -> VerifyResult | None:
+    """Confirm, count and queue the thank-you mail if the token is pending, unexpired and its
+    letter still open; None, having read and changed nothing, otherwise.
+
+    One conditional UPDATE decides, so two presses at once confirm, and count, only once.
+    """
+    if not tokens.looks_like_token(raw):
+        return None
+    manage_raw, manage_digest = tokens.new_token()
+    parameters = {"token": tokens.digest(raw), "now": now or utcnow(), "manage": manage_digest}
+    with driver.unit_for(db) as unit:
+        confirmed = _confirm(unit, parameters, manage_raw)
     if confirmed is None:
-        signature = find_by_verify_token(session, raw)
-        letter = session.get_one(Letter, signature.letter_id)
-        check_verifiable(signature, letter, now)
-        # Pending and confirmable, yet not changed: only a concurrent press confirming it first.
-        return VerifyResult(letter, newly_verified=False)
+        return None
     _id, letter_id, _name, _email, number, slug, title = confirmed
     return VerifyResult(LetterRef(letter_id, slug, title), newly_verified=True, number=number)
 
@@ -491,7 +504,7 @@ def _confirm(unit: driver.Unit, parameters: dict[str, object], manage_raw: str) 
 
 
 def _thank_you_subject(title: str) -> str:
-    return _("Thank you for signing: %(title)s", title=title)
+    return gettext_kept("Thank you for signing: %(title)s", title=title)
 
 
 # Stands for the letter's title in the translated subject; no title contains it.

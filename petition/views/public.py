@@ -221,6 +221,11 @@ def confirm(token: str):
 def verify(token: str):
     with transaction(lock_now=False) as session:
         result = signatures.verify(session, token)
+    return confirmed_page(result)
+
+
+def confirmed_page(result: signatures.VerifyResult) -> str:
+    """What someone sees after pressing the confirm button (needs a request context)."""
     letter = result.letter
     if result.newly_verified and result.number and _plain_visitor():
         return _thank_you_page(letter, result.number)
@@ -245,18 +250,32 @@ def _verified_page(letter: Letter | LetterRef, newly_verified: bool, count: int)
 NUMBER_PLACEHOLDER = 987_654_321_987_654
 
 
-def _thank_you_page(letter: Letter | LetterRef, number: int) -> Response:
+def _thank_you_page(letter: Letter | LetterRef, number: int) -> str:
     """The page after confirming, rendered once every few seconds per letter in this process.
 
     Everyone who confirms sees the same page but for their number, and rendering it was 40 % of
     a confirmation; the number is put in afterwards, formatted as the template formats it.
     """
+    page = kept_thank_you_page(letter, number, render=True)
+    if page is None:  # a title that contains the placeholder: no cached copy will do
+        return _verified_page(letter, True, number)
+    return page
+
+
+def kept_thank_you_page(
+    letter: Letter | LetterRef, number: int, *, render: bool = False
+) -> str | None:
+    """This process's copy of the letter's thank-you page with `number` put in; None when there
+    is none (rendered when `render`, which needs a request context) or it cannot be used."""
     key = f"verified:{letter.id}:{letter.slug}:{letter.title}"
-    page = _kept(key, lambda: _verified_page(letter, True, NUMBER_PLACEHOLDER))
+    if render:
+        page = _kept(key, lambda: _verified_page(letter, True, NUMBER_PLACEHOLDER))
+    else:
+        page = _kept_copy(key)
     placeholder = format_decimal(NUMBER_PLACEHOLDER)
-    if page.count(placeholder) != 1:  # a title that contains it: no cached copy will do
-        return Response(_verified_page(letter, True, number), mimetype="text/html")
-    return Response(page.replace(placeholder, format_decimal(number)), mimetype="text/html")
+    if page is None or page.count(placeholder) != 1:
+        return None
+    return page.replace(placeholder, format_decimal(number))
 
 
 def _kept(key: str, render: Callable[[], str]) -> str:
@@ -264,6 +283,13 @@ def _kept(key: str, render: Callable[[], str]) -> str:
     seconds = current_app.config["COUNT_CACHE_SECONDS"]
     cache = current_app.extensions["petition.pages"]
     return remember(cache, f"{key}:{get_locale()}", seconds, render)
+
+
+def _kept_copy(key: str) -> str | None:
+    """What _kept() holds for the key now, if anything."""
+    if current_app.config["COUNT_CACHE_SECONDS"] <= 0:
+        return None
+    return current_app.extensions["petition.pages"].get(f"{key}:{get_locale()}")
 
 
 def _plain_visitor() -> bool:
