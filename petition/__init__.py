@@ -40,7 +40,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     i18n.init_app(app)
     auth.init_app(app)
-    limits.init_app(app)
     errors.init_app(app)
     web.init_app(app)
     cookies.init_app(app)
@@ -48,9 +47,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["petition.counts"] = CountCache(shared_cache, app.config["COUNT_CACHE_SECONDS"])
     app.extensions["petition.signable"] = cache.ProcessCache[letters.SignableLetter]()
     app.extensions["petition.pages"] = cache.ProcessCache[str]()
-    from petition.views import api, deliveries, organiser, public
+    from petition.views import api, deliveries, direct, organiser, public
 
     for blueprint in (public.bp, organiser.bp, deliveries.bp, api.bp):
         app.register_blueprint(blueprint)
+    # WSGI middleware, innermost first: the two busiest form posts answered before Flask, then
+    # ProxyFix (so both see the client's address), then the count poll, which needs neither.
+    direct.init_app(app)
+    limits.init_app(app)
     api.init_app(app)
     return app
