@@ -23,22 +23,25 @@ from petition.forms.sign import SignForm, signature_input
 from petition.limits import parse_setting
 from petition.models import Letter, Message, Signature, SignatureState
 from petition.services import letters
-from petition.views.direct import DirectForms
+from petition.views.direct import DirectAnswers
 from tests.conftest import fresh_session, sign_data
 
 TOKEN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
 class HandedOver:
-    """Stands between the direct path and Flask, counting the POSTs handed to Flask."""
+    """Stands between the direct path and Flask, counting the POSTs (`count`) and the letter
+    pages (`pages`) handed to Flask."""
 
-    def __init__(self, layer: DirectForms) -> None:
+    def __init__(self, layer: DirectAnswers) -> None:
         self.flask = layer.wsgi_app
-        self.count = 0
+        self.count = self.pages = 0
         layer.wsgi_app = self
 
     def __call__(self, environ: dict, start_response: Any) -> Any:
-        self.count += environ["REQUEST_METHOD"] == "POST"
+        method, path = environ["REQUEST_METHOD"], environ["PATH_INFO"]
+        self.count += method == "POST"
+        self.pages += method == "GET" and path.startswith("/letters/") and path.count("/") == 2
         return self.flask(environ, start_response)
 
 
@@ -48,9 +51,9 @@ def handed(app: Flask) -> HandedOver:
     return HandedOver(_direct_layer(app))
 
 
-def _direct_layer(app: Flask) -> DirectForms:
+def _direct_layer(app: Flask) -> DirectAnswers:
     layer = app.wsgi_app
-    while not isinstance(layer, DirectForms):
+    while not isinstance(layer, DirectAnswers):
         layer = layer.app
     return layer
 
@@ -59,8 +62,9 @@ def _direct_layer(app: Flask) -> DirectForms:
 def flask_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Switch the direct path off, to see what the views answer."""
     with monkeypatch.context() as patch:
-        patch.setattr(DirectForms, "_sign", lambda *_args: None)
-        patch.setattr(DirectForms, "_confirm", lambda *_args: None)
+        patch.setattr(DirectAnswers, "_letter_page", lambda *_args: None)
+        patch.setattr(DirectAnswers, "_sign", lambda *_args: None)
+        patch.setattr(DirectAnswers, "_confirm", lambda *_args: None)
         yield
 
 
@@ -359,3 +363,62 @@ def test_behind_a_proxy_the_limit_and_the_referrer_check_see_the_client(app_conf
     assert sign("d@example.org", "198.51.100.3", "https://elsewhere.example/") == 400
     assert handed.count == 2  # the refusals
     proxied.extensions["petition.engine"].dispose()
+
+
+def _visit(client: Any, letter: Letter) -> tuple[Any, str]:
+    response = client.get(f"/letters/{letter.slug}")
+    return response, TOKEN.search(response.get_data(as_text=True)).group(1)
+
+
+def _without_token(response: Any, token: str) -> tuple[int, list[tuple[str, str]], str]:
+    status, headers, body = answer(response)
+    headers = [
+        (name, value.split("=")[0] if name == "Set-Cookie" else value) for name, value in headers
+    ]
+    return status, headers, body.replace(token, "TOKEN")
+
+
+def test_the_letter_page_gets_the_views_answer_without_flask(app, handed, make_letter, monkeypatch):
+    letter = make_letter()
+    _visit(app.test_client(), letter)  # the view renders the page and keeps a copy
+    assert handed.pages == 1
+    newcomer, returning = app.test_client(), app.test_client()
+    first, token = _visit(newcomer, letter)
+    again, same_token = _visit(newcomer, letter)
+    assert handed.pages == 1
+    with flask_only(monkeypatch):
+        by_flask, flask_token = _visit(returning, letter)
+        by_flask_again, _ = _visit(returning, letter)
+    assert handed.pages == 3
+    assert _without_token(first, token) == _without_token(by_flask, flask_token)
+    assert first.headers["Set-Cookie"].endswith("; HttpOnly; Path=/; SameSite=Lax")
+    assert _without_token(again, same_token) == _without_token(by_flask_again, flask_token)
+    assert "Set-Cookie" not in again.headers
+    # The session and token made here are the ones Flask and CSRFProtect make and check.
+    with flask_only(monkeypatch):
+        signed = newcomer.post(
+            f"/letters/{letter.slug}/sign", data={"csrf_token": same_token, **sign_data()}
+        )
+    assert signed.status_code == 303
+
+
+def test_letter_pages_that_are_not_the_usual_go_to_flask(app, handed, make_letter):
+    letter = make_letter()
+    path = f"/letters/{letter.slug}"
+    app.test_client().get(path)
+    assert handed.pages == 1
+    flashed = app.test_client()
+    flashed.get(path)
+    with flashed.session_transaction() as session:
+        session["_flashes"] = [("message", "Saved")]
+    assert flashed.get(path).status_code == 200 and handed.pages == 2
+    forged = app.test_client()
+    forged.set_cookie("session", "not-a-signed-session")
+    answered = forged.get(path)
+    assert answered.status_code == 200 and handed.pages == 3
+    assert answered.headers["Set-Cookie"].startswith("session=")  # a new session, from Flask
+    assert app.test_client().get(f"/letters/{letter.slug}/").status_code == 200
+    assert app.test_client().get("/letters/no-such-letter").status_code == 404
+    app.config["COUNT_CACHE_SECONDS"] = 0
+    assert app.test_client().get(path).status_code == 200
+    assert handed.pages == 5

@@ -1,14 +1,16 @@
-"""Signing and confirming, answered before Flask runs when nothing about the request is unusual.
+"""The three busiest requests, answered before Flask runs when nothing about them is unusual.
 
-When a letter spreads, almost every request that writes is one of two form posts: a new
-signature, and a press of the confirm button. Flask's request machinery (the request and its
-context, routing, the session, the extensions' hooks, the response object) cost more than the
-signature itself. This WSGI middleware answers the usual case of each with the same form, the
-same services and the same response as the views in public.py, and hands everything else to
-Flask before changing anything:
+When a letter spreads, nearly every request is one of three: a new visitor opening the letter,
+a signature, and a press of the confirm button (the count poll has views/api.py's CachedPolls).
+Flask's request machinery (the request and its context, routing, the session, the extensions'
+hooks, the response object) cost more than the page or the signature itself. This WSGI
+middleware answers the usual case of each with the same pieces the views in public.py use and
+the same response, byte for byte, and hands everything else to Flask before changing anything:
 
-- a body that is not a small urlencoded form, a session with anything in it but the CSRF secret
-  (someone logged in, a message waiting), a CSRF token that CSRFProtect would refuse;
+- a session with anything in it but the CSRF secret (someone logged in, a message waiting), or
+  one that does not open;
+- the letter page: a letter with no shared copy of its page yet (the view renders and keeps it);
+- posts: a body that is not a small urlencoded form, a CSRF token CSRFProtect would refuse;
 - signing: a letter that is not published, a form that would show errors;
 - confirming: a token that confirms nothing (already confirmed, expired, unknown).
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import hmac
 import io
 import logging
+import secrets
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from urllib.parse import parse_qsl, quote
@@ -34,7 +37,7 @@ from itsdangerous import BadData
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import SecurityError, TooManyRequests
-from werkzeug.http import parse_cookie
+from werkzeug.http import dump_cookie, parse_cookie
 from werkzeug.utils import redirect
 from werkzeug.wsgi import get_host
 
@@ -61,7 +64,7 @@ CONFIRMED_HEADERS = (
 )
 
 
-class DirectForms:
+class DirectAnswers:
     """WSGI middleware in front of Flask, and inside ProxyFix, which sets the client address."""
 
     def __init__(self, app: Flask, wsgi_app: Callable) -> None:
@@ -69,27 +72,75 @@ class DirectForms:
         self.wsgi_app = wsgi_app
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") == "POST":
-            answer = self._answer(environ, environ.get("PATH_INFO", ""))
-            if answer is not None:
-                status, headers, body = answer
-                start_response(status, headers)
-                return [body]
-        return self.wsgi_app(environ, start_response)
+        answer = self._answer(environ, environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", ""))
+        if answer is None:
+            return self.wsgi_app(environ, start_response)
+        status, headers, body = answer
+        start_response(status, headers)
+        return [body]
 
-    def _answer(self, environ: dict, path: str) -> Answer | None:
+    def _answer(self, environ: dict, method: str | None, path: str) -> Answer | None:
         try:
-            if path.startswith(LETTERS) and path.endswith(SIGN):
-                slug = path[len(LETTERS) : -len(SIGN)]
-                return self._sign(environ, slug) if slug and "/" not in slug else None
-            if path.startswith(VERIFY):
+            if path.startswith(LETTERS):
+                if method == "GET":
+                    slug = path[len(LETTERS) :]
+                    return self._letter_page(environ, slug) if slug and "/" not in slug else None
+                if method == "POST" and path.endswith(SIGN):
+                    slug = path[len(LETTERS) : -len(SIGN)]
+                    return self._sign(environ, slug) if slug and "/" not in slug else None
+            elif method == "POST" and path.startswith(VERIFY):
                 token = path[len(VERIFY) :]
                 return self._confirm(environ, token) if token and "/" not in token else None
         except (DomainError, SQLAlchemyError):
             pass  # the view tries again and shows what went wrong (the 503 page, say)
         except Exception:
-            log.exception("%s: handed to Flask after an error", path)
+            log.exception("%s %s: handed to Flask after an error", method, path)
         return None
+
+    def _letter_page(self, environ: dict, slug: str) -> Answer | None:
+        """public.letter() for a visitor with no session or only the CSRF secret, from the
+        shared copy of the page."""
+        app = self.app
+        config = app.config
+        if config["COUNT_CACHE_SECONDS"] <= 0:
+            return None
+        with app.app_context():
+            page = public.kept_letter_page(slug)
+        interface = app.session_interface
+        serializer = interface.get_signing_serializer(app)
+        if page is None or serializer is None:
+            return None
+        field = config["WTF_CSRF_FIELD_NAME"]
+        cookie = parse_cookie(environ).get(config["SESSION_COOKIE_NAME"])
+        new_cookie = None
+        if cookie:
+            secret = self._csrf_secret(cookie)
+            if secret is None:
+                return None
+        else:
+            secret = secrets.token_hex(20)  # as cookies.csrf_token() makes it
+            new_cookie = dump_cookie(
+                interface.get_cookie_name(app),
+                serializer.dumps({field: secret}),
+                path=interface.get_cookie_path(app),
+                domain=interface.get_cookie_domain(app),
+                secure=interface.get_cookie_secure(app),
+                httponly=interface.get_cookie_httponly(app),
+                samesite=interface.get_cookie_samesite(app),
+                partitioned=interface.get_cookie_partitioned(app),
+            )
+        key = config.get("WTF_CSRF_SECRET_KEY") or app.secret_key
+        token = cookies.csrf_serializer(key).dumps(secret)
+        body = page.replace(public.CSRF_PLACEHOLDER.encode(), token.encode())
+        headers = [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            *PUBLIC_HEADERS,
+            ("Vary", "Cookie"),
+        ]
+        if new_cookie is not None:
+            headers.append(("Set-Cookie", new_cookie))
+        return "200 OK", headers, body
 
     def _sign(self, environ: dict, slug: str) -> Answer | None:
         """public.sign() for a valid form: store the signature, then "check your inbox"."""
@@ -137,10 +188,10 @@ class DirectForms:
         config = self.app.config
         if posted is None or not (config["WTF_CSRF_ENABLED"] and config["WTF_CSRF_CHECK_DEFAULT"]):
             return None
-        field = config["WTF_CSRF_FIELD_NAME"]
-        session = self._session(environ)
-        token = posted.get(field)
-        if session is None or list(session) != [field] or not token:
+        cookie = parse_cookie(environ).get(config["SESSION_COOKIE_NAME"])
+        secret = self._csrf_secret(cookie) if cookie else None
+        token = posted.get(config["WTF_CSRF_FIELD_NAME"])
+        if secret is None or not token:
             return None
         key = config.get("WTF_CSRF_SECRET_KEY") or self.app.secret_key
         try:
@@ -149,7 +200,7 @@ class DirectForms:
             )
         except BadData:
             return None
-        if not (isinstance(expected, str) and hmac.compare_digest(session[field], expected)):
+        if not (isinstance(expected, str) and hmac.compare_digest(secret, expected)):
             return None
         if environ.get("wsgi.url_scheme") == "https" and config["WTF_CSRF_SSL_STRICT"]:
             referrer = environ.get("HTTP_REFERER")
@@ -161,20 +212,23 @@ class DirectForms:
                 return None
         return posted
 
-    def _session(self, environ: dict) -> dict | None:
-        """The visitor's session as Flask would open it; None without a valid one."""
+    def _csrf_secret(self, cookie: str) -> str | None:
+        """The CSRF secret of a session that holds nothing else, opened as Flask opens it."""
         app = self.app
-        value = parse_cookie(environ).get(app.config["SESSION_COOKIE_NAME"])
         serializer = app.session_interface.get_signing_serializer(app)
-        if not value or serializer is None:
+        if serializer is None:
             return None
         try:
-            data = serializer.loads(
-                value, max_age=int(app.permanent_session_lifetime.total_seconds())
+            session = serializer.loads(
+                cookie, max_age=int(app.permanent_session_lifetime.total_seconds())
             )
         except BadData:
             return None
-        return data if isinstance(data, dict) else None
+        field = app.config["WTF_CSRF_FIELD_NAME"]
+        if not (isinstance(session, dict) and list(session) == [field]):
+            return None
+        secret = session[field]
+        return secret if isinstance(secret, str) else None
 
 
 def _posted_form(environ: dict) -> MultiDict | None:
@@ -207,4 +261,4 @@ def _see_other(location: str) -> Answer:
 
 def init_app(app: Flask) -> None:
     """Go in front of Flask itself, so that ProxyFix (added afterwards) wraps this too."""
-    app.wsgi_app = DirectForms(app, app.wsgi_app)
+    app.wsgi_app = DirectAnswers(app, app.wsgi_app)

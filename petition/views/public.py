@@ -100,9 +100,18 @@ def letter(slug: str):
         return page.replace(csrf_token(), CSRF_PLACEHOLDER).encode()
 
     cache = current_app.extensions["petition.cache"]
-    page = remember(cache, f"page:{get_locale()}:{slug}", seconds, render)
+    page = remember(cache, _letter_page_key(slug), seconds, render)
     page = page.replace(CSRF_PLACEHOLDER.encode(), csrf_token().encode())
     return Response(page, mimetype="text/html")
+
+
+def kept_letter_page(slug: str) -> bytes | None:
+    """The shared copy of the letter page, if there is one, with CSRF_PLACEHOLDER for the token."""
+    return current_app.extensions["petition.cache"].get(_letter_page_key(slug))
+
+
+def _letter_page_key(slug: str) -> str:
+    return f"page:{get_locale()}:{slug}"
 
 
 @bp.post("/letters/<slug>/sign")
