@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
+from babel import Locale, numbers
 from flask import (
     Blueprint,
     Response,
@@ -14,7 +16,7 @@ from flask import (
     session,
     url_for,
 )
-from flask_babel import format_decimal, get_locale, ngettext
+from flask_babel import get_locale, ngettext
 from werkzeug.exceptions import TooManyRequests
 
 from petition import links, share_image, sharing
@@ -281,10 +283,17 @@ def kept_thank_you_page(
         page = _kept(key, lambda: _verified_page(letter, True, NUMBER_PLACEHOLDER))
     else:
         page = _kept_copy(key)
-    placeholder = format_decimal(NUMBER_PLACEHOLDER)
+    locale = get_locale()
+    placeholder = _formatted_placeholder(locale)
     if page is None or page.count(placeholder) != 1:
         return None
-    return page.replace(placeholder, format_decimal(number))
+    # As the template's `number` filter formats it (flask_babel.format_decimal, for this locale).
+    return page.replace(placeholder, numbers.format_decimal(number, locale=locale))
+
+
+@lru_cache(maxsize=16)
+def _formatted_placeholder(locale: Locale) -> str:
+    return numbers.format_decimal(NUMBER_PLACEHOLDER, locale=locale)
 
 
 def _kept(key: str, render: Callable[[], str]) -> str:
