@@ -254,6 +254,25 @@ def test_the_confirmation_page_lists_every_choice_before_the_button(client, make
     assert "Yes, a few emails at most" in page
 
 
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ({"comment": "Yes"}, "Shown as “Jane D.”, with your comment"),
+        ({"organisation": "Unison"}, "Shown as “Jane D.”, with your organisation<"),
+        ({"organisation": "Unison", "comment": "Yes"}, "with your organisation and comment"),
+        ({}, "Shown as “Jane D.”<"),
+    ],
+)
+def test_the_confirmation_page_says_which_details_are_listed(
+    client, make_letter, mailbox, given, said
+):
+    letter = make_letter(ask_organisation=True, ask_comment=True)
+    client.post(f"/letters/{letter.slug}/sign", data=sign_data(show_name="y", **given))
+    mailbox.deliver()
+    page = client.get(mailbox.link("jane@example.org", "/verify/")).get_data(as_text=True)
+    assert said in page
+
+
 def test_gmail_dots_and_plus_tags_are_the_same_mailbox(client, make_letter, mailbox):
     letter = make_letter()
     sign_and_confirm(client, mailbox, letter, email="jane.doe@gmail.com")
