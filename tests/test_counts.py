@@ -85,15 +85,17 @@ def test_confirming_tells_the_signer_their_number_whether_or_not_events_are_fold
     sign_and_confirm(client, mailbox, other, email="elsewhere@example.org")
     for name in ("three", "four"):
         client.post(f"/letters/{letter.slug}/sign", data=sign_data(email=f"{name}@example.org"))
+    client.post(f"/letters/{other.slug}/sign", data=sign_data(email="also@example.org"))
     mailbox.deliver()  # the worker folds every event so far
     assert fresh_session().scalar(select(func.count()).select_from(CountEvent)) == 0
 
     def confirm(email: str) -> str:
         return client.post(mailbox.link(email, "/verify/")).get_data(as_text=True)
 
+    assert "You are signature #2" in confirm("also@example.org")  # the other letter's, unfolded
     assert "You are signature #3" in confirm("three@example.org")  # two folded, one new
     assert "You are signature #4" in confirm("four@example.org")  # and one not yet folded
-    assert fresh_session().scalar(select(func.count()).select_from(CountEvent)) == 2
+    assert fresh_session().scalar(select(func.count()).select_from(CountEvent)) == 3
     assert api_count(client, letter) == 4
 
 

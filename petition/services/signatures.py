@@ -28,6 +28,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     null,
     or_,
     select,
@@ -594,11 +595,16 @@ def _verify_statement() -> Update:
         .exists()
     )
 
+    # The signature's letter, named in full: SQLAlchemy writes SQLite's RETURNING clause without
+    # table names, subqueries included, and an unqualified letter_id in the count_event subquery
+    # is count_event's own (every letter's events summed into this signer's number).
+    signature_letter = literal_column(f"{table.name}.{table.c.letter_id.name}")
+
     def of_letter(column):
-        return select(column).where(letters.c.id == table.c.letter_id).scalar_subquery()
+        return select(column).where(letters.c.id == signature_letter).scalar_subquery()
 
     unfolded = select(func.coalesce(func.sum(events.c.delta), 0)).where(
-        events.c.letter_id == table.c.letter_id
+        events.c.letter_id == signature_letter
     )
     return (
         update(table)
