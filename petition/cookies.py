@@ -7,6 +7,7 @@ back through Flask and Flask-WTF unchanged, and what they wrote (before an upgra
 
 from __future__ import annotations
 
+import hmac
 import json
 import secrets
 from functools import lru_cache
@@ -15,8 +16,9 @@ from typing import Any, ClassVar
 from flask import Flask, Request, current_app, g, session
 from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
-from itsdangerous import Serializer, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import BadData, Serializer, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
+from werkzeug.http import dump_cookie
 
 
 def init_app(app: Flask) -> None:
@@ -140,14 +142,69 @@ def csrf_token() -> str:
     token = g.get(field)
     if token is None:
         if field not in session:
-            session[field] = secrets.token_hex(20)  # as long as Flask-WTF's
-        token = csrf_serializer(_csrf_key()).dumps(session[field])
+            session[field] = new_csrf_secret()
+        token = csrf_token_for(current_app, session[field])
         setattr(g, field, token)
     return token
 
 
-def _csrf_key() -> str | bytes:
-    return current_app.config.get("WTF_CSRF_SECRET_KEY") or current_app.secret_key
+def new_csrf_secret() -> str:
+    return secrets.token_hex(20)  # as long as Flask-WTF's
+
+
+def csrf_token_for(app: Flask, secret: str) -> str:
+    """The token for a session's CSRF secret, as csrf_token() makes it."""
+    return csrf_serializer(_csrf_key(app)).dumps(secret)
+
+
+def csrf_token_matches(app: Flask, token: str, secret: str) -> bool:
+    """What CSRFProtect checks of a posted token: signed with our key and salt, not older than
+    WTF_CSRF_TIME_LIMIT, and made from this session's secret."""
+    try:
+        made_from = csrf_serializer(_csrf_key(app)).loads(
+            token, max_age=app.config["WTF_CSRF_TIME_LIMIT"]
+        )
+    except BadData:
+        return False
+    return isinstance(made_from, str) and hmac.compare_digest(secret, made_from)
+
+
+def csrf_only_session(app: Flask, cookie: str) -> str | None:
+    """The CSRF secret of a session cookie that holds nothing else, opened as Flask opens it;
+    None for any other session or one that does not open."""
+    serializer = app.session_interface.get_signing_serializer(app)
+    if serializer is None:
+        return None
+    try:
+        data = serializer.loads(cookie, max_age=int(app.permanent_session_lifetime.total_seconds()))
+    except BadData:
+        return None
+    field = app.config["WTF_CSRF_FIELD_NAME"]
+    if not (isinstance(data, dict) and list(data) == [field] and isinstance(data[field], str)):
+        return None
+    return data[field]
+
+
+def new_session_cookie(app: Flask, data: dict[str, str]) -> str | None:
+    """The Set-Cookie value Flask would send for a new, not permanent session holding `data`."""
+    interface = app.session_interface
+    serializer = interface.get_signing_serializer(app)
+    if serializer is None:
+        return None
+    return dump_cookie(
+        interface.get_cookie_name(app),
+        serializer.dumps(data),
+        path=interface.get_cookie_path(app),
+        domain=interface.get_cookie_domain(app),
+        secure=interface.get_cookie_secure(app),
+        httponly=interface.get_cookie_httponly(app),
+        samesite=interface.get_cookie_samesite(app),
+        partitioned=interface.get_cookie_partitioned(app),
+    )
+
+
+def _csrf_key(app: Flask) -> str | bytes:
+    return app.config.get("WTF_CSRF_SECRET_KEY") or app.secret_key
 
 
 @lru_cache(maxsize=4)

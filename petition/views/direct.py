@@ -23,21 +23,18 @@ the answers.
 
 from __future__ import annotations
 
-import hmac
 import io
 import logging
-import secrets
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from urllib.parse import parse_qsl, quote
 
 from flask import Flask
 from flask_wtf.csrf import same_origin
-from itsdangerous import BadData
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import SecurityError, TooManyRequests
-from werkzeug.http import dump_cookie, parse_cookie
+from werkzeug.http import parse_cookie
 from werkzeug.utils import redirect
 from werkzeug.wsgi import get_host
 
@@ -55,7 +52,9 @@ Answer = tuple[str, list[tuple[str, str]], bytes]
 FORM_TYPE = "application/x-www-form-urlencoded"
 LARGEST_FORM = 8 * 1024  # a signature with every optional field filled in is under 2 KB
 LETTERS, SIGN, VERIFY = "/letters/", "/sign", "/verify/"
-# What Flask and the hooks in web.py give a page under /verify (private: it carries a token).
+# What the hooks in web.py and the session add to a public page, and to one under /verify
+# (private: it carries a token).
+PUBLIC_PAGE_HEADERS = (*PUBLIC_HEADERS, ("Vary", "Cookie"))
 CONFIRMED_HEADERS = (
     ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
     *COMMON_HEADERS,
@@ -104,43 +103,23 @@ class DirectAnswers:
         config = app.config
         if config["COUNT_CACHE_SECONDS"] <= 0:
             return None
+        if app.session_interface.get_signing_serializer(app) is None:
+            return None
+        new_visitor = not _session_cookie(app, environ)
+        secret = cookies.new_csrf_secret() if new_visitor else self._csrf_secret(environ)
+        if secret is None:  # a session with more in it: the view's
+            return None
         with app.app_context():
             page = public.kept_letter_page(slug)
-        interface = app.session_interface
-        serializer = interface.get_signing_serializer(app)
-        if page is None or serializer is None:
+        if page is None:
             return None
-        field = config["WTF_CSRF_FIELD_NAME"]
-        cookie = parse_cookie(environ).get(config["SESSION_COOKIE_NAME"])
         new_cookie = None
-        if cookie:
-            secret = self._csrf_secret(cookie)
-            if secret is None:
-                return None
-        else:
-            secret = secrets.token_hex(20)  # as cookies.csrf_token() makes it
-            new_cookie = dump_cookie(
-                interface.get_cookie_name(app),
-                serializer.dumps({field: secret}),
-                path=interface.get_cookie_path(app),
-                domain=interface.get_cookie_domain(app),
-                secure=interface.get_cookie_secure(app),
-                httponly=interface.get_cookie_httponly(app),
-                samesite=interface.get_cookie_samesite(app),
-                partitioned=interface.get_cookie_partitioned(app),
-            )
-        key = config.get("WTF_CSRF_SECRET_KEY") or app.secret_key
-        token = cookies.csrf_serializer(key).dumps(secret)
+        if new_visitor:
+            new_cookie = cookies.new_session_cookie(app, {config["WTF_CSRF_FIELD_NAME"]: secret})
+        token = cookies.csrf_token_for(app, secret)
         body = page.replace(public.CSRF_PLACEHOLDER.encode(), token.encode())
-        headers = [
-            ("Content-Type", "text/html; charset=utf-8"),
-            ("Content-Length", str(len(body))),
-            *PUBLIC_HEADERS,
-            ("Vary", "Cookie"),
-        ]
-        if new_cookie is not None:
-            headers.append(("Set-Cookie", new_cookie))
-        return "200 OK", headers, body
+        cookie_header = [("Set-Cookie", new_cookie)] if new_cookie is not None else []
+        return _html("200 OK", body, *PUBLIC_PAGE_HEADERS, *cookie_header)
 
     def _sign(self, environ: dict, slug: str) -> Answer | None:
         """public.sign() for a valid form: store the signature, then "check your inbox"."""
@@ -177,9 +156,7 @@ class DirectAnswers:
             if page is None:  # not rendered in this process for a while
                 with self.app.request_context(environ):
                     page = public.confirmed_page(confirmed)
-        body = page.encode()
-        content = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))]
-        return "200 OK", [*content, *CONFIRMED_HEADERS], body
+        return _html("200 OK", page.encode(), *CONFIRMED_HEADERS)
 
     def _posted_with_csrf(self, environ: dict) -> MultiDict | None:
         """The posted form, if CSRFProtect would let it through and the session holds only the
@@ -188,19 +165,9 @@ class DirectAnswers:
         config = self.app.config
         if posted is None or not (config["WTF_CSRF_ENABLED"] and config["WTF_CSRF_CHECK_DEFAULT"]):
             return None
-        cookie = parse_cookie(environ).get(config["SESSION_COOKIE_NAME"])
-        secret = self._csrf_secret(cookie) if cookie else None
+        secret = self._csrf_secret(environ)
         token = posted.get(config["WTF_CSRF_FIELD_NAME"])
-        if secret is None or not token:
-            return None
-        key = config.get("WTF_CSRF_SECRET_KEY") or self.app.secret_key
-        try:
-            expected = cookies.csrf_serializer(key).loads(
-                token, max_age=config["WTF_CSRF_TIME_LIMIT"]
-            )
-        except BadData:
-            return None
-        if not (isinstance(expected, str) and hmac.compare_digest(secret, expected)):
+        if secret is None or not token or not cookies.csrf_token_matches(self.app, token, secret):
             return None
         if environ.get("wsgi.url_scheme") == "https" and config["WTF_CSRF_SSL_STRICT"]:
             referrer = environ.get("HTTP_REFERER")
@@ -212,23 +179,14 @@ class DirectAnswers:
                 return None
         return posted
 
-    def _csrf_secret(self, cookie: str) -> str | None:
-        """The CSRF secret of a session that holds nothing else, opened as Flask opens it."""
-        app = self.app
-        serializer = app.session_interface.get_signing_serializer(app)
-        if serializer is None:
-            return None
-        try:
-            session = serializer.loads(
-                cookie, max_age=int(app.permanent_session_lifetime.total_seconds())
-            )
-        except BadData:
-            return None
-        field = app.config["WTF_CSRF_FIELD_NAME"]
-        if not (isinstance(session, dict) and list(session) == [field]):
-            return None
-        secret = session[field]
-        return secret if isinstance(secret, str) else None
+    def _csrf_secret(self, environ: dict) -> str | None:
+        """The CSRF secret of a session that holds nothing else (cookies.csrf_only_session)."""
+        cookie = _session_cookie(self.app, environ)
+        return cookies.csrf_only_session(self.app, cookie) if cookie else None
+
+
+def _session_cookie(app: Flask, environ: dict) -> str | None:
+    return parse_cookie(environ).get(app.session_interface.get_cookie_name(app))
 
 
 def _posted_form(environ: dict) -> MultiDict | None:
@@ -248,15 +206,13 @@ def _posted_form(environ: dict) -> MultiDict | None:
 def _see_other(location: str) -> Answer:
     """What public.sign()'s redirect(..., 303) is once Flask's hooks have run."""
     response = redirect(location, 303)
-    body = response.get_data()
-    headers = [
-        ("Content-Type", "text/html; charset=utf-8"),
-        ("Content-Length", str(len(body))),
-        ("Location", location),
-        *PUBLIC_HEADERS,
-        ("Vary", "Cookie"),
-    ]
-    return response.status, headers, body
+    return _html(response.status, response.get_data(), ("Location", location), *PUBLIC_PAGE_HEADERS)
+
+
+def _html(status: str, body: bytes, *headers: tuple[str, str]) -> Answer:
+    """An HTML answer with the headers Flask's response puts first."""
+    content = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))]
+    return status, [*content, *headers], body
 
 
 def init_app(app: Flask) -> None:

@@ -300,14 +300,18 @@ def _kept(key: str, render: Callable[[], str]) -> str:
     """A page rendered at most once every COUNT_CACHE_SECONDS per locale in this process."""
     seconds = current_app.config["COUNT_CACHE_SECONDS"]
     cache = current_app.extensions["petition.pages"]
-    return remember(cache, f"{key}:{get_locale()}", seconds, render)
+    return remember(cache, _per_locale(key), seconds, render)
 
 
 def _kept_copy(key: str) -> str | None:
     """What _kept() holds for the key now, if anything."""
     if current_app.config["COUNT_CACHE_SECONDS"] <= 0:
         return None
-    return current_app.extensions["petition.pages"].get(f"{key}:{get_locale()}")
+    return current_app.extensions["petition.pages"].get(_per_locale(key))
+
+
+def _per_locale(key: str) -> str:
+    return f"{key}:{get_locale()}"
 
 
 def _plain_visitor() -> bool:
