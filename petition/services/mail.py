@@ -105,7 +105,8 @@ MESSAGE_COLUMNS = (
 INSERT_MESSAGE = insert(Message.__table__)
 
 # Outbox rows that are work for the worker rather than mail to send (signatures.apply_repeats).
-NOT_MAIL = ("repeat_signing",)
+REPEAT_SIGNING = "repeat_signing"
+NOT_MAIL = (REPEAT_SIGNING,)
 
 
 def _queue_statement(_dialect: str) -> Insert:

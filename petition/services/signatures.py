@@ -38,7 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from petition import driver, links, tokens
-from petition.db import utcnow
+from petition.db import is_postgres, utcnow
 from petition.emails import Address
 from petition.errors import InvalidToken, LetterClosed, TokenExpired
 from petition.i18n import gettext_kept
@@ -180,7 +180,7 @@ def _insert_pending(
     return SignOutcome.REPEAT if cursor.rowcount else None
 
 
-REPEAT_KIND = mail.NOT_MAIL[0]
+REPEAT_KIND = mail.REPEAT_SIGNING
 
 
 def _repeat_job(values: dict[str, object]) -> dict[str, object]:
@@ -204,7 +204,7 @@ def apply_repeats(session: Session, limit: int = 500) -> int:
         .order_by(Message.id)
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
     jobs = list(session.scalars(query))
     for job in jobs:
@@ -255,8 +255,9 @@ _SIGN_COLUMNS = (
 )
 
 
-def _open_letter(letter_id: BindParameter, now: BindParameter) -> ColumnElement[bool]:
-    """The letter row, if it takes signatures at `now` (an INSERT … SELECT FROM it)."""
+def _open_letter(letter_id: ColumnElement[int], now: ColumnElement) -> ColumnElement[bool]:
+    """The letter row, if it takes signatures at `now` (an INSERT … SELECT FROM it, or an
+    EXISTS correlated with the signature's letter_id)."""
     letters = Letter.__table__
     return and_(
         letters.c.id == letter_id,
@@ -585,15 +586,7 @@ def _verify_statement() -> Update:
     letters = Letter.__table__
     events = CountEvent.__table__
     now = bindparam("now", type_=table.c.verified_at.type)
-    open_letter = (
-        select(letters.c.id)
-        .where(
-            letters.c.id == table.c.letter_id,
-            letters.c.status == LetterStatus.OPEN,
-            or_(letters.c.closes_at.is_(None), letters.c.closes_at > now),
-        )
-        .exists()
-    )
+    open_letter = select(letters.c.id).where(_open_letter(table.c.letter_id, now)).exists()
 
     # The signature's letter, named in full: SQLAlchemy writes SQLite's RETURNING clause without
     # table names, subqueries included, and an unqualified letter_id in the count_event subquery
