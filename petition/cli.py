@@ -357,15 +357,13 @@ def letters_export(slug: str, output: Path | None) -> None:
         letter = letters.get_by_slug(get_session(), slug)
     except DomainError as error:
         raise _fail(error) from None
-    chunks = exports.stream_csv(engine(), letter)
     if output is None:
-        for chunk in chunks:
-            sys.stdout.write(chunk)
+        exports.write_csv(engine(), letter, sys.stdout)
         return
     partial = output.with_name(output.name + ".partial")
     try:
         with partial.open("w", encoding="utf-8", newline="") as handle:
-            rows = sum(handle.write(chunk) and chunk.count("\n") for chunk in chunks) - 1
+            rows = exports.write_csv(engine(), letter, handle)
         partial.replace(output)
     except OSError as error:
         raise click.ClickException(f"Cannot write {output}: {error.strerror}.") from None

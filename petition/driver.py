@@ -186,6 +186,30 @@ def within(session: Session) -> Iterator[Unit]:
             cursor.close()
 
 
+@contextmanager
+def reading(engine: Engine) -> Iterator[Any]:
+    """A pooled connection's own DB-API cursor for one long read (the CSV export).
+
+    No transaction of ours is begun, so on SQLite the read takes no write lock and signers go
+    on writing; one statement reads one snapshot on either database. Errors come out as
+    SQLAlchemy's, as from unit().
+    """
+    dialect = engine.dialect
+    pooled = engine.raw_connection()
+    driver = pooled.driver_connection
+    cursor = None
+    try:
+        cursor = driver.cursor()
+        yield cursor
+    except dialect.loaded_dbapi.Error as error:
+        raise _as_sqlalchemy_error(error, engine, driver, cursor, pooled) from error
+    finally:
+        if cursor is not None:
+            with suppress(dialect.loaded_dbapi.Error):
+                cursor.close()
+        pooled.close()  # back to the pool, which rolls back what the read left open
+
+
 def _as_sqlalchemy_error(
     error: Exception, engine: Engine, driver: Any, cursor: Any, holder: Any
 ) -> DBAPIError:

@@ -47,6 +47,17 @@ def test_create_organiser_reads_the_password_from_stdin_only(app):
     )
 
 
+def test_export_counts_signatories_not_lines(app, client, mailbox, make_letter, tmp_path):
+    letter = make_letter(ask_comment=True)
+    sign_and_confirm(client, mailbox, letter, comment="First line.\nSecond line.")
+    out = tmp_path / "out.csv"
+    exported = run(app, "letters", "export", letter.slug, "-o", str(out))
+    assert exported.exit_code == 0, exported.output
+    assert exported.stderr.strip() == f"Wrote 1 signatories to {out}"
+    with out.open(encoding="utf-8-sig", newline="") as handle:
+        assert [row["comment"] for row in csv.DictReader(handle)] == ["First line.\nSecond line."]
+
+
 def test_create_organiser_prompts_for_the_password(app):
     result = run(app, "organisers", "create", "ops@example.org",
                  input="long enough password\nlong enough password\n")  # fmt: skip
