@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import signal
 import sys
 import threading
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import click
 from flask import current_app
-from flask.cli import FlaskGroup, NoAppException
+from flask.cli import FlaskGroup, NoAppException, ScriptInfo
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from petition import create_app, links, migrate
@@ -53,12 +55,26 @@ class PetitionGroup(FlaskGroup):
 def _database_problem(error: DBAPIError) -> str:
     detail = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
     if "no such table" in detail or "does not exist" in detail:
-        return f"The database has no tables yet ({detail}). Run: petition db upgrade"
+        return (
+            f"The database {_database_shown()}has no tables yet ({detail}). "
+            "If it is the one you meant, run: petition db upgrade; "
+            "if not, set PETITION_DATABASE_URL."
+        )
     # The URL itself is not repeated: it may hold a password.
     return (
         f"Cannot use the database: {detail}. "
         "Check PETITION_DATABASE_URL and that the database server is running."
     )
+
+
+def _database_shown() -> str:
+    """The database the command used, password hidden, and a space; '' if it is not known."""
+    info = click.get_current_context().find_object(ScriptInfo)
+    try:
+        url = info.load_app().config["DATABASE_URL"] if info is not None else None
+    except Exception:  # the app did not load: the error being reported matters more
+        url = None
+    return make_url(url).render_as_string(hide_password=True) + " " if url else ""
 
 
 # load_dotenv=False: settings come from the environment or the file -e names, never from a
@@ -350,15 +366,21 @@ def letters_recount(slug: str | None) -> None:
 @click.argument("slug")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def letters_export(slug: str, output: Path | None) -> None:
-    """Write the verified signatories of SLUG as CSV (to standard output by default)."""
+    """Write the verified signatories of SLUG as CSV (to standard output by default, or -o -)."""
     from petition.db import engine, get_session
 
     try:
         letter = letters.get_by_slug(get_session(), slug)
     except DomainError as error:
         raise _fail(error) from None
-    if output is None:
-        exports.write_csv(engine(), letter, sys.stdout)
+    if output is None or str(output) == "-":
+        # UTF-8 and the CSV's own CRLFs whatever the terminal's encoding and platform.
+        stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
+        try:
+            exports.write_csv(engine(), letter, stdout)
+        finally:
+            stdout.flush()
+            stdout.detach()
         return
     partial = output.with_name(output.name + ".partial")
     try:
@@ -432,7 +454,7 @@ def mail_retry_failed() -> None:
 def demo_command(host: str, port: int, database: Path | None) -> None:
     """Run the whole site on this machine with a demo letter and organiser.
 
-    Other commands reach the demo's data with
+    Other commands reach the demo's data with PETITION_ENV=development and
     PETITION_DATABASE_URL=sqlite:///<the file it prints>.
     """
     from petition.demo import run

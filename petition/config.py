@@ -10,6 +10,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 MAIL_BACKENDS = ("smtp", "file", "console")
 
@@ -220,3 +222,22 @@ def _check(app: Flask) -> None:
             "PETITION_DATABASE_URL must be a SQLite (sqlite:///path) or PostgreSQL "
             f"(postgresql+psycopg://user@host/db) URL, not {url!r}."
         )
+    if url.startswith("postgresql"):
+        _check_postgresql_driver(url)
+
+
+def _check_postgresql_driver(url: str) -> None:
+    """A PostgreSQL URL whose driver is missing gets one sentence, not an import traceback."""
+    try:
+        make_url(url).get_dialect().import_dbapi()
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise ConfigError(
+            "PETITION_DATABASE_URL is not a URL SQLAlchemy can read: "
+            "postgresql+psycopg://user:password@host:5432/dbname is the form."
+        ) from None
+    except ImportError as error:
+        raise ConfigError(
+            f"PETITION_DATABASE_URL needs the PostgreSQL driver, which is not installed "
+            f"({error}). Install it with: pip install '.[postgres]' (psycopg 3), and write "
+            "the URL as postgresql+psycopg://..."
+        ) from None

@@ -180,7 +180,9 @@ def test_the_console_script_runs_migrations_and_refuses_a_missing_secret(tmp_pat
     env["PETITION_SECRET_KEY"] = "s" * 40
     no_tables = petition("letters", "list")
     assert no_tables.returncode == 1
-    assert "Run: petition db upgrade" in no_tables.stderr
+    database = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    assert f"The database {database} has no tables yet" in no_tables.stderr
+    assert "run: petition db upgrade" in no_tables.stderr
     assert "Traceback" not in no_tables.stderr
     upgraded = petition("db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
@@ -188,11 +190,20 @@ def test_the_console_script_runs_migrations_and_refuses_a_missing_secret(tmp_pat
     assert "already at" in petition("db", "upgrade").stdout
     assert "Migration failed" in petition("db", "upgrade", "nonsense").stderr
     assert "No letters yet" in petition("letters", "list").stdout
-    env["PETITION_DATABASE_URL"] = "postgresql+psycopg://nobody@127.0.0.1:1/none"
+    (tmp_path / "body.md").write_text("Dear Alex,\n\nPlease stand.\n", encoding="utf-8")
+    petition("letters", "create", "--title", "Zoë's letter", "--recipient-name", "Alex",
+             "--body-file", str(tmp_path / "body.md"), "--slug", "zoe", "--publish")  # fmt: skip
+    env["PYTHONIOENCODING"] = "cp1252"  # a Windows console: the CSV is still UTF-8
+    for to_stdout in (["letters", "export", "zoe"], ["letters", "export", "zoe", "-o", "-"]):
+        exported = subprocess.run([*script, *to_stdout], env=env, capture_output=True)
+        assert exported.returncode == 0, exported.stderr
+        assert exported.stdout == "\ufeffname,email,signed_at\r\n".encode()
+    assert not (tmp_path / "-").exists()
+    env["PETITION_DATABASE_URL"] = "postgresql+psycopg://nobody:secret@127.0.0.1:1/none"
     unreachable = petition("letters", "list")
     assert unreachable.returncode == 1
     assert "Cannot use the database" in unreachable.stderr
-    assert "Traceback" not in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr and "secret" not in unreachable.stderr
 
 
 def test_the_console_script_reads_settings_from_the_file_e_names(tmp_path):

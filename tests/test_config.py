@@ -34,6 +34,12 @@ def test_development_start_gets_a_throwaway_secret(clean_env):
         ("PETITION_SMTP_STARTTLS", '"maybe"', "must be true or false"),
         ("PETITION_BASE_URL", "letters.example.org", "absolute http"),
         ("PETITION_DATABASE_URL", "mysql://x", "SQLite"),
+        (
+            "PETITION_DATABASE_URL",
+            "postgresql+pg8000://u@127.0.0.1/x",
+            "needs the PostgreSQL driver",
+        ),
+        ("PETITION_DATABASE_URL", "postgresql+psycopg://u@[::1/x", "not a URL SQLAlchemy can read"),
         ("PETITION_ENV", "staging", "'production' or 'development'"),
         ("PETITION_COUNT_CACHE_SECONDS", "-1", "must not be negative"),
         ("PETITION_SIGN_RATE_LIMIT", "lots per day", "SIGN_RATE_LIMIT must be like"),
