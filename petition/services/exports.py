@@ -105,7 +105,8 @@ def _copied(cursor: Any, sql: str, parameters: Any) -> Iterator[tuple[str, int]]
 
 
 def _joined(rows: list[Any]) -> str:
-    return (b"\r\n".join(rows) + b"\r\n").decode("utf-8")
+    end = LINE_END.encode()
+    return (end.join(rows) + end).decode("utf-8")
 
 
 def _fetched(cursor: Any, sql: str, parameters: Any) -> Iterator[tuple[str, int]]:
