@@ -191,8 +191,10 @@ def test_the_console_script_runs_migrations_and_refuses_a_missing_secret(tmp_pat
     assert "Migration failed" in petition("db", "upgrade", "nonsense").stderr
     assert "No letters yet" in petition("letters", "list").stdout
     (tmp_path / "body.md").write_text("Dear Alex,\n\nPlease stand.\n", encoding="utf-8")
-    petition("letters", "create", "--title", "Zoë's letter", "--recipient-name", "Alex",
-             "--body-file", str(tmp_path / "body.md"), "--slug", "zoe", "--publish")  # fmt: skip
+    body = str(tmp_path / "body.md")
+    created = petition("letters", "create", "--title", "Zoë's letter", "--recipient-name", "Alex",
+                       "--body-file", body, "--slug", "zoe", "--publish")  # fmt: skip
+    assert created.returncode == 0, created.stderr
     env["PYTHONIOENCODING"] = "cp1252"  # a Windows console: the CSV is still UTF-8
     for to_stdout in (["letters", "export", "zoe"], ["letters", "export", "zoe", "-o", "-"]):
         exported = subprocess.run([*script, *to_stdout], env=env, capture_output=True)
