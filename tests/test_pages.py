@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
 from PIL import Image, ImageDraw
 
 from petition import share_image
 from petition.dates import LOCAL_TIME, days_left, end_of_day
 from petition.db import transaction, utcnow
 from petition.models import Signature, SignatureState
-from petition.services import counts
+from petition.services import counts, signatories
 from tests.conftest import api_count, fresh_session, sign_and_confirm, sign_data
 
 
@@ -83,6 +84,21 @@ def test_the_preview_font_has_the_letters_of_british_and_european_names():
     lines = share_image._fit(draw, "W" * 60 + " and the rest of a long title", font, max_lines=3)
     assert len(lines) == 3 and lines[-1].endswith("…")
     assert all(draw.textlength(line, font=font) <= share_image.WIDTH - 144 for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("Jane Doe", "Jane D."),
+        ("Cher", "Cher"),
+        ("Zoë Ångström-Ñúñez 🎉", "Zoë Å."),
+        ('Anne "Nan" O\'Brien, Jr.', "Anne O."),
+        ("Al 🎉", "Al"),
+        ("Mary-Jane van der Berg", "Mary-Jane B."),
+    ],
+)
+def test_public_names_are_a_first_name_and_a_letter(name, shown):
+    assert signatories.public_name(name) == shown
 
 
 def test_signatory_list_is_paginated_and_public_names_only(client, make_letter, mailbox):

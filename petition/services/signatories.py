@@ -22,11 +22,20 @@ class PublicSignatory:
 
 
 def public_name(full_name: str) -> str:
-    """'Jane Doe' -> 'Jane D.': enough to recognise a friend, not enough to profile a stranger."""
+    """'Jane Doe' -> 'Jane D.': enough to recognise a friend, not enough to profile a stranger.
+
+    The initial is the first letter of the last word that has one, before any comma: "Anne
+    O'Brien, Jr." is "Anne O.", "Zoë Ångström 🎉" is "Zoë Å.". A name of one word is shown whole.
+    """
     parts = full_name.split()
     if len(parts) < 2:
         return full_name.strip()
-    return f"{parts[0]} {parts[-1][0]}."
+    surnames = full_name.split(",", 1)[0].split()[1:] or parts[1:]
+    for word in reversed(surnames):
+        initial = next((character for character in word if character.isalpha()), None)
+        if initial is not None:
+            return f"{parts[0]} {initial}."
+    return parts[0]
 
 
 def _shown(letter: Letter):
