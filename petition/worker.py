@@ -47,7 +47,7 @@ def run_worker(
     app: Flask, stop: threading.Event, *, interval: float = 2.0, once: bool = False
 ) -> mail.DeliveryReport:
     """Loop until `stop` is set (or one pass with once=True); returns the last pass's report."""
-    last_purge = 0.0
+    last_purge: float | None = None  # None: due on the first pass, however young the clock
     total = mail.DeliveryReport()
     folder = CountFolder()
     with app.app_context():
@@ -60,7 +60,7 @@ def run_worker(
             total = _deliver_due(app, stop)
             try:
                 folder.step()
-                if time.monotonic() - last_purge > PURGE_EVERY_SECONDS:
+                if last_purge is None or time.monotonic() - last_purge > PURGE_EVERY_SECONDS:
                     with db.transaction() as session:
                         purged = signatures.purge_expired(session)
                         kept_for = timedelta(days=app.config["PARKED_MAIL_DAYS"])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from petition.db import transaction, utcnow
@@ -61,7 +63,12 @@ def test_a_message_that_keeps_failing_is_parked_with_its_error(app, client, make
         assert mail.retry_failed(session) == 1
 
 
-def test_parked_messages_are_deleted_after_the_set_days(app, client, make_letter, mailbox):
+@pytest.mark.parametrize("machine_up_for", [None, 12.0], ids=["this-clock", "just-booted"])
+def test_parked_messages_are_deleted_after_the_set_days(
+    app, client, make_letter, mailbox, monkeypatch, machine_up_for
+):
+    if machine_up_for is not None:  # the monotonic clock starts near 0 when a machine boots
+        monkeypatch.setattr(time, "monotonic", lambda: machine_up_for)
     app.config["MAIL_MAX_ATTEMPTS"] = 1
     app.config["SMTP_PORT"] = free_port()
     letter = make_letter()
