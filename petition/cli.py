@@ -80,8 +80,13 @@ def _database_shown() -> str:
 # load_dotenv=False: settings come from the environment or the file -e names, never from a
 # .env file that happens to lie in the working directory.
 @click.group(
-    cls=PetitionGroup, create_app=_create_app, add_default_commands=False, load_dotenv=False
+    cls=PetitionGroup,
+    create_app=_create_app,
+    add_default_commands=False,
+    add_version_option=False,  # Flask's would print Flask's version, not ours
+    load_dotenv=False,
 )
+@click.version_option(package_name="petition", message="%(prog)s %(version)s")
 def cli() -> None:
     """Open letters: run the site, manage letters, organisers and mail.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import signal
 import subprocess
 import sys
@@ -175,6 +176,8 @@ def test_the_console_script_runs_migrations_and_refuses_a_missing_secret(tmp_pat
     helped = petition("--help")
     assert helped.returncode == 0
     assert "letters" in helped.stdout and helped.stderr == ""
+    version = importlib.metadata.version("petition")
+    assert petition("--version").stdout == f"petition {version}\n"
     env["PETITION_SECRET_KEY"] = "short"
     assert "too short" in petition("db", "upgrade").stderr
     env["PETITION_SECRET_KEY"] = "s" * 40

@@ -273,6 +273,7 @@ def test_the_rate_limit_refusal_is_flasks_page_and_counted_once(app, handed, mak
     page = refused.get_data(as_text=True)
     assert "Too many signatures have come from your network recently" in page
     assert 'value="Third Person"' in page and "Me too" in page
+    assert refused.headers["Cache-Control"] == "private, no-store"
     limiter = app.extensions["petition.limiter"]
     (limit,) = app.extensions["petition.sign_limits"]
     hits = limiter.strategy.storage.get(limit.key_for(limiter.prefix, "sign", "127.0.0.1"))

@@ -352,6 +352,7 @@ def test_form_errors_keep_what_was_typed_and_name_each_field(client, make_letter
         data={"name": "Jane\x07 Doe", "email": "jane@", "postcode": "", "comment": "Go on!"},
     )
     assert response.status_code == 422
+    assert response.headers["Cache-Control"] == "private, no-store"  # it holds the address
     page = response.get_data(as_text=True)
     assert "Please check the form" in page
     assert "Remove the invisible control character U+0007 at character 5." in page

@@ -116,12 +116,17 @@ def _letter_page_key(slug: str) -> str:
     return f"page:{get_locale()}:{slug}"
 
 
+# A form sent back holds what the signer typed, their address included: kept by no cache.
+TYPED_BACK = {"Cache-Control": "private, no-store"}
+
+
 @bp.post("/letters/<slug>/sign")
 def sign(slug: str):
     letter = signable_letter(slug)
     form = SignForm.for_letter(letter)
     if not form.validate_on_submit():
-        return _letter_page(slug, form, 422)
+        page, status = _letter_page(slug, form, 422)
+        return page, status, TYPED_BACK
     try:
         check_signing()
     except TooManyRequests as refused:
@@ -136,7 +141,7 @@ def sign(slug: str):
             )
         )
         page, status = _letter_page(slug, form, 429)
-        return page, status, {"Retry-After": str(refused.retry_after or 60)}
+        return page, status, {**TYPED_BACK, "Retry-After": str(refused.retry_after or 60)}
     with transaction(lock_now=False) as session:
         signatures.sign(session, letter, form.to_input())
     return redirect(url_for("public.check_inbox", slug=slug), 303)
