@@ -67,9 +67,10 @@ PUBLIC_HEADERS = (
     ("Referrer-Policy", "same-origin"),
 )
 PRIVATE_PATHS = ("/organiser", "/verify", "/signature", "/deliveries", "/news")
+NO_STORE = ("Cache-Control", "private, no-store")
 # Pages with tokens or personal data: never cached by a proxy, never leak the URL.
 PRIVATE_HEADERS = (
-    ("Cache-Control", "private, no-store"),
+    NO_STORE,
     ("Referrer-Policy", "no-referrer"),
     ("X-Robots-Tag", "noindex, nofollow"),
 )

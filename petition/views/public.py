@@ -29,7 +29,7 @@ from petition.models import Letter
 from petition.services import letters, news, signatories, signatures
 from petition.services.letters import LetterRef
 from petition.views import cached_count, forget_count, signable_letter
-from petition.web import allow_framing
+from petition.web import NO_STORE, allow_framing
 
 bp = Blueprint("public", __name__)
 
@@ -117,7 +117,7 @@ def _letter_page_key(slug: str) -> str:
 
 
 # A form sent back holds what the signer typed, their address included: kept by no cache.
-TYPED_BACK = {"Cache-Control": "private, no-store"}
+TYPED_BACK = dict([NO_STORE])
 
 
 @bp.post("/letters/<slug>/sign")
