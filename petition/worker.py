@@ -46,7 +46,13 @@ class CountFolder:
 def run_worker(
     app: Flask, stop: threading.Event, *, interval: float = 2.0, once: bool = False
 ) -> mail.DeliveryReport:
-    """Loop until `stop` is set (or one pass with once=True); returns the last pass's report."""
+    """Loop until `stop` is set (or one pass with once=True); returns the last pass's report.
+
+    Each pass sends mail for at most `interval` seconds (with once=True, all that is due) before
+    it folds counts: during a burst mail is always due, and a pass that waited for the outbox to
+    empty folded nothing until the burst was over, while every confirmation summed the growing
+    unfolded events. A pass cut short starts the next at once.
+    """
     last_purge: float | None = None  # None: due on the first pass, however young the clock
     total = mail.DeliveryReport()
     folder = CountFolder()
@@ -57,7 +63,8 @@ def run_worker(
                     signatures.apply_repeats(session)
             except Exception:  # keep the worker alive through a database restart
                 log.exception("repeat signings failed; will retry")
-            total = _deliver_due(app, stop)
+            mail_until = None if once else time.monotonic() + interval
+            total, more_due = _deliver_due(app, stop, mail_until)
             try:
                 folder.step()
                 if last_purge is None or time.monotonic() - last_purge > PURGE_EVERY_SECONDS:
@@ -74,12 +81,15 @@ def run_worker(
                 log.exception("housekeeping failed; will retry")
             finally:
                 db.get_session().close()
-            if once or stop.wait(interval):
+            if once or stop.wait(0 if more_due else interval):
                 return total
 
 
-def _deliver_due(app: Flask, stop: threading.Event) -> mail.DeliveryReport:
-    """Deliver batches until nothing more is due, a batch makes no progress, or we must stop."""
+def _deliver_due(
+    app: Flask, stop: threading.Event, until: float | None = None
+) -> tuple[mail.DeliveryReport, bool]:
+    """Deliver batches until nothing more is due, a batch makes no progress, we must stop, or
+    the monotonic clock passes `until`; the report, and whether mail may still be due."""
     total = mail.DeliveryReport()
     while not stop.is_set():
         try:
@@ -93,11 +103,13 @@ def _deliver_due(app: Flask, stop: threading.Event) -> mail.DeliveryReport:
             )
         except Exception:
             log.exception("mail delivery failed; will retry")
-            return total
+            return total, False
         total.sent += report.sent
         total.retrying += report.retrying
         total.parked += report.parked
         total.errors += report.errors
-        if report.sent == 0 or report.attempted < 100:
-            return total
-    return total
+        if report.sent == 0 or report.attempted < mail.BATCH_SIZE:
+            return total, False
+        if until is not None and time.monotonic() >= until:
+            return total, True
+    return total, False

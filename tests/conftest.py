@@ -9,7 +9,7 @@ import shutil
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message as EmailMessage
@@ -132,10 +132,14 @@ class Mailbox:
     messages: list[EmailMessage] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     app: Flask | None = None
+    # Called (in the server's thread) as each message arrives, to see what the app had done then.
+    on_arrival: Callable[[], None] | None = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
             self.messages.append(message_from_bytes(envelope.content, policy=default_policy))
+        if self.on_arrival is not None:
+            self.on_arrival()
         return "250 OK"
 
     def clear(self) -> None:
@@ -186,6 +190,7 @@ def mailbox(smtp_server: tuple[Controller, Mailbox], app: Flask) -> Mailbox:
     _controller, box = smtp_server
     box.clear()
     box.app = app
+    box.on_arrival = None
     return box
 
 

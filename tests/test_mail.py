@@ -8,13 +8,13 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from petition.db import transaction, utcnow
-from petition.models import Message, MessageState
+from petition.db import get_session, transaction, utcnow
+from petition.models import CountEvent, Message, MessageState
 from petition.services import mail
 from petition.worker import run_worker
-from tests.conftest import free_port, fresh_session, sign_data
+from tests.conftest import api_count, free_port, fresh_session, sign_data
 
 
 def _make_due() -> None:
@@ -154,3 +154,45 @@ def test_console_backend_prints_messages(app, client, make_letter, capsys):
     out = capsys.readouterr().out
     assert "Subject: Please confirm your signature" in out
     assert "http://localhost/verify/" in out
+
+
+@pytest.fixture
+def no_sign_limit(app_config):
+    app_config["SIGN_RATE_LIMIT"] = "off"
+
+
+def test_a_flood_of_mail_does_not_hold_up_the_count(
+    no_sign_limit, app, client, make_letter, mailbox
+):
+    """During a burst mail is always due: the worker folds counts between batches of it, not
+    only once the outbox is empty (each confirmation sums the events not yet folded)."""
+    letter = make_letter()
+    client.post(f"/letters/{letter.slug}/sign", data=sign_data())
+    mailbox.deliver()
+    assert client.post(mailbox.link("jane@example.org", "/verify/")).status_code == 200
+    for number in range(2 * mail.BATCH_SIZE):  # more than one batch of mail, then the thank-you
+        data = sign_data(email=f"p{number}@example.org")
+        assert client.post(f"/letters/{letter.slug}/sign", data=data).status_code == 303
+    engine = get_session().get_bind()
+    unfolded_at_arrival: list[int] = []
+
+    def count_unfolded() -> None:
+        with engine.connect() as connection:
+            unfolded = connection.scalar(select(func.count()).select_from(CountEvent))
+        unfolded_at_arrival.append(unfolded)
+
+    mailbox.on_arrival = count_unfolded
+    stop = threading.Event()
+    worker = threading.Thread(target=run_worker, args=(app, stop), kwargs={"interval": 0.0})
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(unfolded_at_arrival) < 2 * mail.BATCH_SIZE + 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+    assert len(unfolded_at_arrival) == 2 * mail.BATCH_SIZE + 1
+    assert unfolded_at_arrival[: mail.BATCH_SIZE] == [1] * mail.BATCH_SIZE  # the first batch
+    assert unfolded_at_arrival[-1] == 0  # folded before the last batch went out
+    assert api_count(client, letter) == 1

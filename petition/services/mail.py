@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = timedelta(minutes=2)
 BACKOFF_FIRST = timedelta(seconds=30)
+BATCH_SIZE = 100  # messages claimed, then sent over one SMTP connection
 BACKOFF_MAX = timedelta(hours=1)
 
 
@@ -192,7 +193,7 @@ def deliver_pending(
     sender: str,
     *,
     max_attempts: int,
-    batch_size: int = 100,
+    batch_size: int = BATCH_SIZE,
     lease: timedelta = DEFAULT_LEASE,
     first_retry: timedelta = BACKOFF_FIRST,
 ) -> DeliveryReport:
