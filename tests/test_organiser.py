@@ -6,6 +6,7 @@ import csv
 import io
 import re
 
+import pytest
 from sqlalchemy import select
 
 from petition.cli import cli
@@ -153,6 +154,23 @@ def test_taken_slug_is_refused_and_titles_get_unique_slugs(client, logged_in, ma
         assert client.post("/organiser/letters/new", data=LETTER_FORM).status_code == 303
     slugs = sorted(fresh_session().scalars(select(Letter.slug)))
     assert slugs == ["stand-for-the-leadership", "stand-for-the-leadership-2", "stand-now"]
+
+
+@pytest.mark.parametrize(
+    ("title", "slug"),
+    [
+        ("Søren's Straße must stay open", "sorens-strasse-must-stay-open"),
+        ("Ærø, Łódź and Þórshöfn", "aero-lodz-and-thorshofn"),
+        ("Cadwch Ysgol Bro Dŵr ar agor", "cadwch-ysgol-bro-dwr-ar-agor"),
+        ("Ελεύθερη πρόσβαση", "letter"),  # no Latin letters to read: the organiser can set one
+    ],
+)
+def test_slugs_spell_out_letters_from_other_languages(client, logged_in, title, slug):
+    assert (
+        client.post("/organiser/letters/new", data=dict(LETTER_FORM, title=title)).status_code
+        == 303
+    )
+    assert fresh_session().scalars(select(Letter.slug)).all() == [slug]
 
 
 def test_organisers_see_only_their_own_letters(client, make_organiser, make_letter):

@@ -35,9 +35,17 @@ class LetterInput:
     slug: str | None = None
 
 
+# Letters that no Unicode decomposition turns into ASCII, spelled as their languages do.
+_SPELLED_OUT = str.maketrans(
+    {"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"}
+)
+
+
 def slugify(text: str) -> str:
-    """A readable URL slug: ASCII letters and digits joined by hyphens."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    """A readable URL slug: ASCII letters and digits joined by hyphens ("Søren's Straße"
+    becomes sorens-strasse)."""
+    spelled = unicodedata.normalize("NFKD", text.lower().translate(_SPELLED_OUT))
+    ascii_text = spelled.encode("ascii", "ignore").decode().replace("'", "")
     words = re.findall(r"[a-z0-9]+", ascii_text.lower())
     slug = ""
     for word in words:
