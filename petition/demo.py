@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import signal
 import socket
 import threading
 from pathlib import Path
@@ -44,6 +45,10 @@ The undersigned members
 
 
 def run(host: str, port: int, database: Path | None = None) -> None:
+    # A shell starts a background command with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt, so `kill -INT` did nothing: the demo stops on it, as its banner says.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     # Its own file, whatever PETITION_DATABASE_URL says: the demo resets an organiser's
     # password and adds a letter, which must never happen to a real database.
     database = database or Path(Flask("petition").instance_path) / "demo.sqlite3"
@@ -101,21 +106,21 @@ def run(host: str, port: int, database: Path | None = None) -> None:
         "file": f"written as .eml files to {app.config['MAIL_DIR']}",
         "smtp": f"sent to {app.config['SMTP_HOST']}:{app.config['SMTP_PORT']}",
     }[app.config["MAIL_BACKEND"]]
-    click.echo(
-        "\n"
-        f"  Letter:     {letter_url}\n"
-        f"  Organiser:  {login_url}\n"
-        f"              email {DEMO_ORGANISER}, password {password}\n"
-        f"  Emails:     {mail_where}\n"
-        f"  Database:   {app.config['DATABASE_URL']}\n"
-        "  Stop with Ctrl+C.\n"
-    )
     stop = threading.Event()
     worker = threading.Thread(
         target=run_worker, args=(app, stop), kwargs={"interval": 1.0}, daemon=True
     )
-    worker.start()
-    try:
+    try:  # from before the banner: a Ctrl+C the moment it shows still stops the demo cleanly
+        worker.start()
+        click.echo(
+            "\n"
+            f"  Letter:     {letter_url}\n"
+            f"  Organiser:  {login_url}\n"
+            f"              email {DEMO_ORGANISER}, password {password}\n"
+            f"  Emails:     {mail_where}\n"
+            f"  Database:   {app.config['DATABASE_URL']}\n"
+            "  Stop with Ctrl+C.\n"
+        )
         # werkzeug directly: app.run() declines to start inside a Flask CLI command.
         server.serve_forever()
     except KeyboardInterrupt:

@@ -112,3 +112,22 @@ def test_the_demo_serves_its_letter_and_a_second_one_leaves_it_alone(running_dem
 
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=20) == 0
+
+
+def test_ctrl_c_stops_the_demo_even_when_started_in_the_background(tmp_path):
+    """A shell starts `petition demo &` with SIGINT ignored; the demo still stops on it."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # what the child inherits
+    try:
+        process = demo(free_port(), tmp_path / "demo.sqlite3")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        banner(process)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
