@@ -406,7 +406,13 @@ def mail_cli() -> None:
 
 
 @mail_cli.command("worker")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    help="Seconds between passes, and the most a pass sends mail before it folds counts.",
+)
 def mail_worker(interval: float) -> None:
     """Run the background worker: deliver mail, fold counts, purge expired signatures."""
     stop = threading.Event()
