@@ -90,7 +90,7 @@ def _expected(letter) -> bytes:
                     cell(row.name),
                     *(cell(value) for value, ask in zip(asked, wanted, strict=True) if ask),
                     cell(row.email) if row.share_email else "",
-                    f"{row.verified_at:%Y-%m-%dT%H:%M:%S}+00:00",
+                    f"{row.verified_at:%Y-%m-%d %H:%M:%S}",
                 ]
             )
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
@@ -129,7 +129,7 @@ def test_only_the_columns_the_letter_asked_for(make_letter):
     assert exported.encode("utf-8-sig") == _expected(letter)
     header, row = exported.splitlines()
     assert header == "name,email,signed_at"
-    assert re.fullmatch(r'"Ann, B",signer\d+@example\.org,2026-11-26T09:\d\d:\d\d\+00:00', row)
+    assert re.fullmatch(r'"Ann, B",signer\d+@example\.org,2026-11-26 09:\d\d:\d\d', row)
 
 
 def test_rows_come_in_chunks_and_write_csv_counts_them(make_letter, tmp_path):

@@ -129,7 +129,7 @@ def _query(letter: Letter, dialect: str) -> Select:
     # An address may legally start with "=" or "+" (=1+2|cmd!A0@example.org), so it is
     # neutralised like the free text.
     texts = [*details, Signature.email]
-    signed_at = _utc_iso_seconds(Signature.verified_at, dialect)
+    signed_at = _utc_seconds(Signature.verified_at, dialect)
     if dialect == "postgresql":
         # COPY writes NULL as an empty field, and '' as "" to tell the two apart.
         cells = [func.nullif(_neutralised(column, dialect), literal("")) for column in texts]
@@ -169,11 +169,14 @@ def _sqlite_field(column: ColumnElement[Any]) -> ColumnElement[str]:
     return func.coalesce(case((holds_special, quoted), else_=text), literal(""), type_=String)
 
 
-def _utc_iso_seconds(column: ColumnElement[Any], dialect: str) -> ColumnElement[str]:
-    """The timestamp as 2026-11-26T09:01:36+00:00, formatted by the database itself."""
+def _utc_seconds(column: ColumnElement[Any], dialect: str) -> ColumnElement[str]:
+    """The timestamp as 2026-11-26 09:01:36 (UTC), formatted by the database itself.
+
+    Excel, LibreOffice and Google Sheets all read this form as a date and time, so the column
+    sorts and filters as one; with a "T" or a "+00:00" Excel keeps it as text.
+    """
     if dialect == "postgresql":
-        return func.to_char(func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"')
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24:MI:SS")
     # SQLite keeps UTC timestamps as text, "2026-11-26 09:01:36.123456": cutting it up
     # takes the export 15 % less time than strftime() parsing it.
-    formatted = func.substr(column, 1, 10) + "T" + func.substr(column, 12, 8) + "+00:00"
-    return func.coalesce(formatted, literal(""), type_=String)
+    return func.coalesce(func.substr(column, 1, 19), literal(""), type_=String)
