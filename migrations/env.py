@@ -21,7 +21,11 @@ def run_offline() -> None:
 
 
 def run_online() -> None:
-    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    # Only an upgrade makes a SQLite file that is not there yet (see petition.migrate).
+    engine = make_engine(
+        config.get_main_option("sqlalchemy.url"),
+        create=bool(config.attributes.get("create_database")),
+    )
     with engine.connect() as connection:
         context.configure(
             connection=connection,

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from petition import create_app, links, migrate
 from petition.config import ConfigError
 from petition.dates import end_of_day
-from petition.db import transaction
+from petition.db import MISSING_SQLITE_FILE, transaction
 from petition.errors import DomainError
 from petition.services import counts, exports, letters, mail, organisers
 from petition.worker import run_worker
@@ -54,6 +54,12 @@ class PetitionGroup(FlaskGroup):
 
 def _database_problem(error: DBAPIError) -> str:
     detail = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+    if detail.startswith(MISSING_SQLITE_FILE):
+        file = detail.removeprefix(MISSING_SQLITE_FILE).strip()
+        return (
+            f"There is no database at {file}. If that is where it should be, create it with: "
+            "petition db upgrade; if not, set PETITION_DATABASE_URL to the one you meant."
+        )
     if "no such table" in detail or "does not exist" in detail:
         return (
             f"The database {_database_shown()}has no tables yet ({detail}). "

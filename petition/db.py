@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, g, has_request_context, request
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, exc
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, exc, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -55,25 +55,47 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime()}
 
 
+MISSING_SQLITE_FILE = "no database file at"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names (sqlite:///relative/path, sqlite:////absolute/path);
+    None for other databases, in-memory ones and file: URIs."""
+    if not url.startswith("sqlite"):
+        return None
+    path = make_url(url).database or ""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return Path(path)
+
+
 def make_engine(
-    url: str, echo: bool = False, *, pool_size: int = 5, prepared_statements: bool = True
+    url: str,
+    echo: bool = False,
+    *,
+    pool_size: int = 5,
+    prepared_statements: bool = True,
+    create: bool = False,
 ) -> Engine:
     """An engine tuned for this app: SQLite in WAL mode, PostgreSQL pinged after idling.
 
+    A SQLite file is made (with its folder) only with create=True, as migrations do; otherwise
+    a file that is not there is an error, so that a mistyped path leaves nothing behind.
     prepared_statements=False stops psycopg preparing repeated queries, which a connection
     pooler in transaction mode (PgBouncer before 1.21) cannot follow.
     """
     if url.startswith("sqlite"):
-        path = url.removeprefix("sqlite:///")
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        on_file = bool(path) and path != ":memory:" and not path.startswith("file:")
+        file = sqlite_file(url)
         connect_args: dict[str, Any] = {"timeout": 15}
-        if on_file:
+        if file is not None:
             connect_args["factory"] = QueuedSQLiteConnection
         engine = create_engine(url, echo=echo, connect_args=connect_args)
+        if file is not None and create:
+            file.parent.mkdir(parents=True, exist_ok=True)
+        elif file is not None:
+            event.listen(engine, "do_connect", _require_file(file))
         event.listen(engine, "connect", sqlite_pragmas)
-        event.listen(engine, "begin", _queued_begin if on_file else _sqlite_begin)
+        event.listen(engine, "begin", _queued_begin if file is not None else _sqlite_begin)
         return engine
     engine = create_engine(
         url,
@@ -85,6 +107,16 @@ def make_engine(
     )
     PingWhenIdle(engine).listen()
     return engine
+
+
+def _require_file(file: Path) -> Any:
+    """A "do_connect" listener refusing to connect where SQLite would make a new, empty file."""
+
+    def check(*_args: Any) -> None:
+        if not file.exists():
+            raise sqlite3.OperationalError(f"{MISSING_SQLITE_FILE} {file.resolve()}")
+
+    return check
 
 
 class PingWhenIdle:

@@ -11,6 +11,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from petition.db import MISSING_SQLITE_FILE
+
 log = logging.getLogger(__name__)
 
 
@@ -151,5 +153,9 @@ def _http_error(error: HTTPException):
 
 
 def _database_down(error: Exception):
-    log.error("database unavailable: %s", type(error).__name__)
+    detail = str(getattr(error, "orig", "") or "")
+    if detail.startswith(MISSING_SQLITE_FILE):  # a path of ours: says what to fix
+        log.error("database unavailable: %s (run: petition db upgrade)", detail)
+    else:  # a driver's message may quote what was being written, so only its kind is logged
+        log.error("database unavailable: %s", type(error).__name__)
     return _render(503, str(ServiceUnavailable.title), str(ServiceUnavailable.message))

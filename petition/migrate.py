@@ -45,8 +45,11 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
+    """Migrate up; a SQLite file that is not there yet is made, with its folder."""
+    config = alembic_config(database_url)
+    config.attributes["create_database"] = True
     with _commands() as command:
-        command.upgrade(alembic_config(database_url), revision)
+        command.upgrade(config, revision)
 
 
 def downgrade(database_url: str, revision: str) -> None:
@@ -57,9 +60,13 @@ def downgrade(database_url: str, revision: str) -> None:
 def current_revision(database_url: str) -> str | None:
     """The revision the database is at, or None for an empty database."""
     from alembic.runtime.migration import MigrationContext
-    from sqlalchemy import create_engine
 
-    engine = create_engine(database_url)
+    from petition.db import make_engine, sqlite_file
+
+    file = sqlite_file(database_url)
+    if file is not None and not file.exists():
+        return None
+    engine = make_engine(database_url)
     try:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()

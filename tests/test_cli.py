@@ -163,7 +163,8 @@ def test_mail_commands_report_and_retry(app, client, make_letter, mailbox):
 
 
 def test_the_console_script_runs_migrations_and_refuses_a_missing_secret(tmp_path):
-    env = {"PATH": "", "PETITION_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    file = tmp_path / "data" / "db.sqlite3"  # its folder too is made by db upgrade alone
+    env = {"PATH": "", "PETITION_DATABASE_URL": f"sqlite:///{file}"}
     script = [sys.executable, "-m", "petition.cli"]
 
     def petition(*args: str) -> subprocess.CompletedProcess:
@@ -181,12 +182,21 @@ def test_the_console_script_runs_migrations_and_refuses_a_missing_secret(tmp_pat
     env["PETITION_SECRET_KEY"] = "short"
     assert "too short" in petition("db", "upgrade").stderr
     env["PETITION_SECRET_KEY"] = "s" * 40
+    no_file = petition("letters", "list")  # a mistyped path, say: nothing is left behind
+    assert no_file.returncode == 1
+    assert f"There is no database at {file}." in no_file.stderr
+    assert "create it with: petition db upgrade" in no_file.stderr
+    assert "Traceback" not in no_file.stderr
+    assert petition("db", "current").returncode == 1
+    assert not file.parent.exists()
+    file.parent.mkdir()
+    file.touch()
     no_tables = petition("letters", "list")
     assert no_tables.returncode == 1
-    database = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    assert f"The database {database} has no tables yet" in no_tables.stderr
+    assert f"The database sqlite:///{file} has no tables yet" in no_tables.stderr
     assert "run: petition db upgrade" in no_tables.stderr
     assert "Traceback" not in no_tables.stderr
+    file.unlink()
     upgraded = petition("db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
     assert upgraded.stdout.startswith("Upgraded the database from empty to ")

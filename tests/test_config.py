@@ -110,3 +110,15 @@ def test_the_session_signer_is_kept_until_the_secret_key_changes(clean_env):
         rotated.loads(cookie)
     app.config["SECRET_KEY_FALLBACKS"] = ["s" * 40]  # the old key still reads old cookies
     assert sessions.get_signing_serializer(app).loads(cookie) == {"csrf_token": "x"}
+
+
+def test_a_missing_sqlite_file_is_a_503_that_names_it_and_nothing_is_made(
+    clean_env, monkeypatch, tmp_path, caplog
+):
+    file = tmp_path / "mistyped" / "petition.sqlite3"
+    monkeypatch.setenv("PETITION_ENV", "development")
+    monkeypatch.setenv("PETITION_DATABASE_URL", f"sqlite:///{file}")
+    response = create_app().test_client().get("/")
+    assert response.status_code == 503
+    assert f"no database file at {file} (run: petition db upgrade)" in caplog.text
+    assert not file.parent.exists()
