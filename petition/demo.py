@@ -119,6 +119,10 @@ def run(host: str, port: int, database: Path | None = None) -> None:
             f"              email {DEMO_ORGANISER}, password {password}\n"
             f"  Emails:     {mail_where}\n"
             f"  Database:   {app.config['DATABASE_URL']}\n"
+            "  Commands:   with these settings the other petition commands use this demo:\n"
+            f"              PETITION_ENV=development "
+            f"PETITION_DATABASE_URL={app.config['DATABASE_URL']} "
+            f"PETITION_BASE_URL={app.config['BASE_URL']}\n"
             "  Stop with Ctrl+C.\n"
         )
         # werkzeug directly: app.run() declines to start inside a Flask CLI command.

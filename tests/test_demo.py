@@ -114,6 +114,23 @@ def test_the_demo_serves_its_letter_and_a_second_one_leaves_it_alone(running_dem
     assert process.wait(timeout=20) == 0
 
 
+def test_the_settings_the_demo_prints_point_other_commands_at_it(running_demo, tmp_path):
+    port, printed, _process = running_demo
+    line = printed.split("Commands:", 1)[1].splitlines()[1]
+    settings = dict(setting.split("=", 1) for setting in line.split())
+    environment = {key: value for key, value in os.environ.items() if key != "PETITION_ENV"}
+    (tmp_path / "body.md").write_text("Dear Alex,\n\nPlease.\n", encoding="utf-8")
+    created = subprocess.run(
+        [sys.executable, "-m", "petition.cli", "letters", "create", "--title", "Second",
+         "--recipient-name", "Alex", "--body-file", str(tmp_path / "body.md"), "--publish"],
+        env=environment | settings, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    assert f"http://127.0.0.1:{port}/letters/second" in created.stdout
+    with browser().open(f"http://127.0.0.1:{port}/letters/second") as page:
+        assert page.status == 200
+
+
 def test_ctrl_c_stops_the_demo_even_when_started_in_the_background(tmp_path):
     """A shell starts `petition demo &` with SIGINT ignored; the demo still stops on it."""
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # what the child inherits
