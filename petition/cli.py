@@ -6,7 +6,7 @@ import io
 import signal
 import sys
 import threading
-from datetime import datetime
+from datetime import date
 from pathlib import Path
 
 import click
@@ -17,10 +17,11 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from petition import create_app, links, migrate
 from petition.config import ConfigError
-from petition.dates import end_of_day
+from petition.dates import NoSuchDay, NotADay, end_of_day, parse_day
 from petition.db import MISSING_SQLITE_FILE, transaction
 from petition.errors import DomainError
 from petition.services import counts, exports, letters, mail, organisers
+from petition.services.letters import GOAL_MAX
 from petition.worker import run_worker
 
 
@@ -100,6 +101,37 @@ def cli() -> None:
     (PETITION_SECRET_KEY and PETITION_DATABASE_URL at least; see docs/operators.md), or
     from the file `-e` names, e.g. `petition -e /etc/petition/petition.env db upgrade`.
     """
+
+
+class Day(click.ParamType):
+    """A day written YYYY-MM-DD, refused in a sentence that says what is wrong with it."""
+
+    name = "YYYY-MM-DD"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None):
+        if isinstance(value, date):
+            return value
+        try:
+            return parse_day(str(value))
+        except NoSuchDay:
+            self.fail(f"there is no day {value} in the calendar: check the month and the day.")
+        except NotADay:
+            self.fail(f"write the day as YYYY-MM-DD, e.g. 2027-03-31, not {value!r}.")
+
+
+class Goal(click.ParamType):
+    """A whole number of signatures, with the same words as the organisers' form."""
+
+    name = "NUMBER"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None):
+        text = str(value).strip()
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= GOAL_MAX:
+            self.fail(f"give a whole number from 1 to {GOAL_MAX:,}, without commas, not {text!r}.")
+        return int(text)
+
+
+DAY, GOAL = Day(), Goal()
 
 
 def main() -> None:
@@ -246,10 +278,10 @@ def letters_cli() -> None:
     help="The letter in Markdown ('-' for standard input).",
 )
 @click.option("--slug", default=None, help="The web address; made from the title if left out.")
-@click.option("--goal", type=click.IntRange(min=1), default=None)
+@click.option("--goal", type=GOAL, default=None, help=f"Signatures hoped for, 1 to {GOAL_MAX:,}.")
 @click.option(
     "--closes-on",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=DAY,
     default=None,
     help="The last day to sign, YYYY-MM-DD (it closes at the end of that day, UK time).",
 )
@@ -266,7 +298,7 @@ def letters_create(
     body_file,
     slug: str | None,
     goal: int | None,
-    closes_on: datetime | None,
+    closes_on: date | None,
     ask_postcode: bool,
     ask_organisation: bool,
     ask_comment: bool,
@@ -297,7 +329,7 @@ def letters_create(
                 body_markdown=body,
                 slug=slug,
                 goal=goal,
-                closes_at=end_of_day(closes_on.date()) if closes_on else None,
+                closes_at=end_of_day(closes_on) if closes_on else None,
                 ask_postcode=ask_postcode,
                 ask_organisation=ask_organisation,
                 ask_comment=ask_comment,

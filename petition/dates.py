@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 LOCAL_TIME = ZoneInfo("Europe/London")
+_DAY = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
+
+
+class NotADay(ValueError):
+    """Not written as YYYY-MM-DD."""
+
+
+class NoSuchDay(ValueError):
+    """Written as YYYY-MM-DD, but the calendar has no such day (2027-02-30)."""
+
+
+def parse_day(text: str) -> date:
+    """A day written YYYY-MM-DD, the form a date input sends and the CLI takes."""
+    match = _DAY.fullmatch(text.strip())
+    if match is None:
+        raise NotADay(text)
+    try:
+        return date(*(int(part) for part in match.groups()))
+    except ValueError:
+        raise NoSuchDay(text) from None
 
 
 def end_of_day(day: date) -> datetime:

@@ -83,7 +83,11 @@ def test_create_list_export_and_recount_letters(app, client, mailbox, tmp_path):
     bad_day = run(app, "letters", "create", "--title", "X", "--recipient-name", "Alex",
                   "--body-file", str(body), "--closes-on", "30/06/2030")  # fmt: skip
     assert bad_day.exit_code == 2
-    assert "'30/06/2030' does not match the format '%Y-%m-%d'" in bad_day.output
+    assert "write the day as YYYY-MM-DD, e.g. 2027-03-31, not '30/06/2030'" in bad_day.output
+    no_such_day = run(app, "letters", "create", "--title", "X", "--recipient-name", "Alex",
+                      "--body-file", str(body), "--closes-on", "2027-02-30")  # fmt: skip
+    assert no_such_day.exit_code == 2
+    assert "there is no day 2027-02-30 in the calendar" in no_such_day.output
 
     letter = fresh_session().scalar(select(Letter).where(Letter.slug == "stand-now"))
     sign_and_confirm(client, mailbox, letter, email="a@example.org")
@@ -134,10 +138,13 @@ def test_bad_arguments_get_specific_errors(app, tmp_path):
     bad_slug = run(app, "letters", "create", "--title", "T", "--recipient-name", "R",
                    "--body-file", str(empty.with_name("b.md")), "--slug", "A!")  # fmt: skip
     assert bad_slug.exit_code == 2
-    goal = run(app, "letters", "create", "--title", "T", "--recipient-name", "R",
-               "--body-file", str(empty), "--goal", "0")  # fmt: skip
-    assert goal.exit_code == 2
-    assert "0 is not in the range x>=1" in goal.output
+    for wrong in ("0", "abc", "1,000", "999999999999", "-5"):
+        goal = run(app, "letters", "create", "--title", "T", "--recipient-name", "R",
+                   "--body-file", str(empty), "--goal", wrong)  # fmt: skip
+        assert goal.exit_code == 2
+        assert f"give a whole number from 1 to 100,000,000, without commas, not '{wrong}'" in (
+            goal.output
+        )
     unknown = run(app, "letters", "export", "no-such-letter")
     assert unknown.exit_code == 1
     assert "There is no letter with the slug 'no-such-letter'" in unknown.output

@@ -88,7 +88,15 @@ def test_letter_form_errors_keep_the_text(client, logged_in):
     assert "Give the letter a title." in page
     assert "Enter a whole number from 1 to 100,000,000, without commas." in page
     assert "lower-case letters, digits and single hyphens" in page
-    assert "Not a valid date value." in page
+    assert "Enter the date as year-month-day, e.g. 2027-03-31." in page
+    assert 'value="yesterday"' in page
+    no_such_day = client.post(
+        "/organiser/letters/new", data=dict(LETTER_FORM, closes_on="2027-02-30")
+    )
+    assert no_such_day.status_code == 422
+    assert "There is no such day: check the month and the day." in no_such_day.get_data(
+        as_text=True
+    )
     assert "Please stand." in page
     assert 'value="Not A Slug!"' in page  # exactly as typed
     assert "U+202E" in page

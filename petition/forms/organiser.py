@@ -16,7 +16,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
-from petition.dates import LOCAL_TIME, closing_day, end_of_day
+from petition.dates import LOCAL_TIME, NoSuchDay, NotADay, closing_day, end_of_day, parse_day
 from petition.forms import Form
 from petition.forms.validators import (
     email_address,
@@ -28,6 +28,24 @@ from petition.forms.validators import (
 )
 from petition.models import Letter
 from petition.services.letters import GOAL_MAX, SLUG_MAX, LetterInput
+
+
+class DayField(DateField):
+    """A date input whose refusals say what is wrong, where WTForms says "Not a valid date
+    value" (browsers without a date picker let people type any text)."""
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        if not valuelist or not valuelist[0].strip():
+            self.data = None
+            return
+        try:
+            self.data = parse_day(valuelist[0])
+        except NoSuchDay:
+            self.data = None
+            raise ValueError(_l("There is no such day: check the month and the day.")) from None
+        except NotADay:
+            self.data = None
+            raise ValueError(_l("Enter the date as year-month-day, e.g. 2027-03-31.")) from None
 
 
 def within_five_years(form: object, field: DateField) -> None:
@@ -121,7 +139,7 @@ class LetterForm(Form):
         validators=[whole_number(1, GOAL_MAX)],
         render_kw={"inputmode": "numeric", "pattern": "[0-9]*"},
     )
-    closes_on = DateField(
+    closes_on = DayField(
         _l("Closing date (optional)"),
         validators=[Optional(), within_five_years],
         description=_l("Signatures are accepted until the end of this day (UK time)."),
