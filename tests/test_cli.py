@@ -283,8 +283,12 @@ def test_publish_and_close_from_the_command_line(app, make_letter, tmp_path):
     )
     again = run(app, "letters", "publish", draft.slug)
     assert again.exit_code == 1
-    assert "Only a draft can be published." in again.output
+    assert "This letter is already published and open for signatures." in again.output
     assert run(app, "letters", "close", draft.slug).output.strip() == "Closed later-on."
+    assert "already closed" in run(app, "letters", "close", draft.slug).output
+    assert "cannot be reopened" in run(app, "letters", "publish", draft.slug).output
+    unpublished = make_letter(status="draft", slug="not-yet")
+    assert "publish it before" in run(app, "letters", "close", unpublished.slug).output
     assert run(app, "letters", "close", "nope").exit_code == 1
     failed = run(app, "letters", "export", draft.slug, "-o", str(tmp_path / "no" / "x.csv"))
     assert failed.exit_code == 1

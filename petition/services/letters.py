@@ -222,8 +222,10 @@ def _apply(letter: Letter, data: LetterInput, now: datetime) -> None:
 
 def publish(session: Session, letter: Letter, now: datetime | None = None) -> None:
     """Open a draft for signatures."""
+    if letter.status is LetterStatus.OPEN:
+        raise LetterNotEditable("This letter is already published and open for signatures.")
     if letter.status is not LetterStatus.DRAFT:
-        raise LetterNotEditable("Only a draft can be published.")
+        raise LetterNotEditable("This letter is closed: a closed letter cannot be reopened.")
     _publish(letter, now or utcnow())
     session.flush()
 
@@ -236,8 +238,10 @@ def _publish(letter: Letter, now: datetime) -> None:
 
 def close(session: Session, letter: Letter, now: datetime | None = None) -> None:
     """Stop collecting signatures; the letter stays readable with its final count."""
+    if letter.status is LetterStatus.CLOSED:
+        raise LetterNotEditable("This letter is already closed.")
     if letter.status is not LetterStatus.OPEN:
-        raise LetterNotEditable("Only an open letter can be closed.")
+        raise LetterNotEditable("This letter is a draft: publish it before it can be closed.")
     now = now or utcnow()
     letter.status = LetterStatus.CLOSED
     letter.closed_at = now
