@@ -17,7 +17,10 @@ from petition.services import counts, mail, signatures
 log = logging.getLogger(__name__)
 
 PURGE_EVERY_SECONDS = 300.0
-RECLAIM_AFTER_EVENTS = 20_000
+# On PostgreSQL each confirmation's sum of unfolded events walks past every folded one not yet
+# vacuumed (its plan is a bitmap scan, which never skips them): reclaiming after every 1,000
+# rather than 20,000 cut PostgreSQL's CPU per confirmation under load by a quarter to a third.
+RECLAIM_AFTER_EVENTS = 1_000
 
 
 class CountFolder:
