@@ -9,13 +9,16 @@ import multiprocessing
 import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-# Requests spend most of their time in Python, a little waiting on the database: a few threads
-# per process hide that wait; one process per core does the rest (on PostgreSQL, 1,241 signatures
-# a second against 1,066 with sync workers). On SQLite, where writers take turns,
-# GUNICORN_WORKER_CLASS=sync signs faster (1,148 against 799 req/s; bench/README.md).
-workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count()))
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
-threads = int(os.environ.get("GUNICORN_THREADS", 4))
+# Sync workers, as many as the database lets keep the cores busy. On PostgreSQL each request
+# also waits for the server's answer and its commit, so two workers per core: in interleaved
+# runs on 2 cores, 4 workers signed and confirmed a fifth to a third more than 2, and as much as
+# 2 workers of 4 threads, with half the database connections. On SQLite, whose writers take
+# turns, one per core: more only queue for the write lock (bench/README.md).
+on_sqlite = os.environ.get("PETITION_DATABASE_URL", "sqlite").startswith("sqlite")
+per_core = 1 if on_sqlite else 2
+workers = int(os.environ.get("GUNICORN_WORKERS", per_core * multiprocessing.cpu_count()))
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
+threads = int(os.environ.get("GUNICORN_THREADS", 1))
 backlog = 2048
 timeout = 30
 graceful_timeout = 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import multiprocessing
 import os
 import runpy
 import shutil
@@ -110,8 +111,16 @@ def test_gunicorn_settings_take_the_documented_environment_variables(monkeypatch
         "sync",
         "127.0.0.1:8123",
     )
-    monkeypatch.delenv("GUNICORN_WORKER_CLASS")
-    assert runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))["worker_class"] == "gthread"
+    for name in ("GUNICORN_WORKERS", "GUNICORN_WORKER_CLASS"):
+        monkeypatch.delenv(name)
+    cores = multiprocessing.cpu_count()
+    for url, workers in (
+        ("sqlite:////srv/petition/petition.sqlite3", cores),  # writers take turns: one a core
+        ("postgresql+psycopg://petition@db/petition", 2 * cores),  # they wait on the server too
+    ):
+        monkeypatch.setenv("PETITION_DATABASE_URL", url)
+        settings = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
+        assert (settings["workers"], settings["worker_class"]) == (workers, "sync")
 
 
 @pytest.mark.parametrize("settings", [[], ["-c", str(DEPLOY / "gunicorn.conf.py")]])
