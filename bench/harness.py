@@ -101,7 +101,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--retries", type=int, default=2, help="at most this many re-runs (2)")
     parser.add_argument("--retry-pause", type=float, default=10.0, help="seconds before one")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (2)")
+    parser.add_argument(
+        "--workers",
+        default="auto",
+        help="gunicorn workers: N for every backend, or per backend as sqlite=N,postgresql=M "
+        "(auto: one per core on SQLite, two per core on PostgreSQL, as deploy/ sets them)",
+    )
     parser.add_argument("--worker-class", default="sync", help="gunicorn worker class (sync)")
     parser.add_argument(
         "--worker-threads", type=int, default=1, help="threads per worker (gthread only)"
@@ -174,7 +179,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if "postgresql" in backends and not os.environ.get("PETITION_BENCH_DATABASE_URL"):
             parser.error("postgresql needs PETITION_BENCH_DATABASE_URL")
     args.backend_list = backends
+    try:
+        args.workers_by_backend = workers_by_backend(args.workers, os.cpu_count() or 1)
+    except ValueError as error:
+        parser.error(f"--workers: {error}")
     return args
+
+
+def workers_by_backend(setting: str, cores: int) -> dict[str, int]:
+    """--workers as a count per backend: "auto", "N", or "sqlite=N,postgresql=M".
+
+    auto is what deploy/gunicorn.conf.py sets up: on SQLite one worker per core, since its
+    writers take turns and more workers only queue; on PostgreSQL two per core, since each
+    request also waits for the server's answer and its commit, and a second worker per core
+    keeps the core busy meanwhile.
+    """
+    chosen = {"sqlite": cores, "postgresql": 2 * cores}
+    text = setting.strip().lower()
+    if text == "auto":
+        return chosen
+    if text.isdigit():
+        return dict.fromkeys(chosen, _positive(text))
+    for part in text.split(","):
+        backend, equals, count = part.partition("=")
+        if not equals or backend.strip() not in chosen:
+            raise ValueError(f"give auto, a number, or sqlite=N,postgresql=M, not {setting!r}")
+        chosen[backend.strip()] = _positive(count.strip())
+    return chosen
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"a count of workers is a whole number from 1, not {text!r}")
+    return int(text)
 
 
 # -- the machine ---------------------------------------------------------------------------------
@@ -236,11 +273,26 @@ class Runner:
         self.args = args
         self.workdir = workdir
         self.wrk = wrk.WrkSettings(threads=args.threads, connections=args.connections)
-        self.gunicorn = GunicornSettings(
-            workers=args.workers, worker_class=args.worker_class, threads=args.worker_threads
-        )
+        self.gunicorn_by_backend = {
+            backend: GunicornSettings(
+                workers=workers, worker_class=args.worker_class, threads=args.worker_threads
+            )
+            for backend, workers in args.workers_by_backend.items()
+        }
         self.database: seed.BenchDatabase | None = None  # set while a backend runs
         self.redis_url: str | None = None
+
+    def gunicorn(self, backend: str) -> GunicornSettings:
+        """The settings the app runs with on this backend, and its baseline with it."""
+        return self.gunicorn_by_backend[backend.split("+", 1)[0]]
+
+    def settings_used(self) -> list[GunicornSettings]:
+        """The distinct settings of the backends this run measures, each needing a baseline."""
+        used: list[GunicornSettings] = []
+        for backend in self.args.backend_list:
+            if self.gunicorn(backend) not in used:
+                used.append(self.gunicorn(backend))
+        return used
 
     def database_pids(self) -> list[int]:
         """The PostgreSQL backends connected to the bench database, and Redis."""
@@ -323,19 +375,26 @@ class Runner:
 # -- the baseline --------------------------------------------------------------------------------
 
 
-def run_baseline(runner: Runner, label: str) -> dict[str, Any]:
+def run_baseline(runner: Runner, when: str, settings: GunicornSettings) -> dict[str, Any]:
+    label = when if len(runner.settings_used()) == 1 else f"{when}, {settings.workers} w"
     server = Gunicorn(
         "bench.baseline_app:app",
-        runner.gunicorn,
+        settings,
         clean_env({}),
-        runner.workdir / f"gunicorn-{label}.log",
+        runner.workdir / f"gunicorn-{label.replace(', ', '-').replace(' ', '')}.log",
     )
     with server:
         result = runner.retrying(
             label, lambda _attempt: runner.load(server, label, "/", "get.lua", warmup_args=[])
         )
-    result.update(scenario="baseline", backend="-", label=label)
+    result.update(scenario="baseline", backend="-", label=label, gunicorn=asdict(settings))
     return result
+
+
+def baseline_for(baselines: list[dict[str, Any]], settings: GunicornSettings) -> float:
+    """The faster baseline run with these settings: a disturbed run would understate it and
+    flatter every ratio."""
+    return max(base["rps"] for base in baselines if base["gunicorn"] == asdict(settings))
 
 
 # -- the app on one backend ----------------------------------------------------------------------
@@ -774,7 +833,7 @@ def run_load(
     rows: list[dict[str, Any]] = []
     server = Gunicorn(
         "petition.wsgi:app",
-        runner.gunicorn,
+        runner.gunicorn(backend),
         {},
         work / "gunicorn.log",
         ready_path="/api/v1/letters/bench-million",
@@ -918,8 +977,8 @@ def run_exports(
 # -- targets -------------------------------------------------------------------------------------
 
 
-def judge(rows: list[dict[str, Any]], baseline_rps: float) -> None:
-    """Add ratio, target and pass to each row."""
+def judge(rows: list[dict[str, Any]], baseline_rps_for: Callable[[str], float]) -> None:
+    """Add ratio, target and pass to each row, against the baseline served as its backend was."""
 
     def find(scenario: str, backend_prefix: str) -> dict[str, Any] | None:
         for row in rows:
@@ -930,6 +989,8 @@ def judge(rows: list[dict[str, Any]], baseline_rps: float) -> None:
     for row in rows:
         scenario = row["scenario"]
         pg = row["backend"].startswith("postgresql")
+        baseline_rps = baseline_rps_for(row["backend"])
+        row["baseline_rps"] = round(baseline_rps, 1)
         if "rps" in row:
             row["ratio"] = round(row["rps"] / baseline_rps, 3) if baseline_rps else None
         ratio = row.get("ratio") or 0.0
@@ -1067,7 +1128,11 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "git": git_state(),
         "settings": {
-            "gunicorn": asdict(runner.gunicorn) | {"summary": runner.gunicorn.describe()},
+            "gunicorn": {
+                backend: asdict(runner.gunicorn(backend))
+                | {"summary": runner.gunicorn(backend).describe()}
+                for backend in args.backend_list
+            },
             "wrk": asdict(runner.wrk) | {"summary": runner.wrk.describe()},
             "seconds": args.seconds,
             "warmup": args.warmup,
@@ -1080,18 +1145,21 @@ def main(argv: list[str] | None = None) -> int:
             "redis": bool(redis_url),
         },
     }
-    log(f"gunicorn: {runner.gunicorn.describe()}; {runner.wrk.describe()}; work dir {workdir}")
+    served = "; ".join(f"{b}: {runner.gunicorn(b).describe()}" for b in args.backend_list)
+    log(f"gunicorn: {served}; {runner.wrk.describe()}; work dir {workdir}")
     baselines: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     backends: list[dict[str, Any]] = []
     try:
-        baselines.append(run_baseline(runner, "before"))
+        for settings in runner.settings_used():
+            baselines.append(run_baseline(runner, "before", settings))
         for backend in args.backend_list:
             if set(args.scenario_list) - {"soak"}:
                 backend_rows, info = run_backend(runner, backend, redis_url)
                 rows += backend_rows
                 backends.append(info)
-        baselines.append(run_baseline(runner, "after"))
+        for settings in runner.settings_used():
+            baselines.append(run_baseline(runner, "after", settings))
         if "soak" in args.scenario_list:
             from bench import soak
 
@@ -1101,12 +1169,14 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     for base in baselines:
         base["errors"] = base["non_2xx_3xx"] + base["socket_errors"]
-    # The faster run: a disturbed baseline would understate it and flatter every ratio.
-    baseline_rps = max(base["rps"] for base in baselines)
-    judge(rows, baseline_rps)
+    baseline_rps = {
+        backend: round(baseline_for(baselines, runner.gunicorn(backend)), 1)
+        for backend in args.backend_list
+    }
+    judge(rows, lambda backend: baseline_rps[backend.split("+", 1)[0]])
     report.update(
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        baseline_rps=round(baseline_rps, 1),
+        baseline_rps=baseline_rps,
         baselines=baselines,
         backends=backends,
         results=rows,
@@ -1116,7 +1186,12 @@ def main(argv: list[str] | None = None) -> int:
     state = report["git"]
     dirty = " plus uncommitted app changes" if state["uncommitted_app_changes"] else ""
     print(f"app at {state['commit']} ({state['subject']}){dirty}")
-    print(f"baseline: {baseline_rps:,.0f} req/s (the faster of the runs before and after)")
+    for backend in args.backend_list:
+        print(
+            f"{backend}: gunicorn {runner.gunicorn(backend).describe()}; baseline "
+            f"{baseline_rps[backend]:,.0f} req/s (the faster of the runs before and after, "
+            "served the same way)"
+        )
     print(text)
     for info in backends:
         print(f"\n{info['backend']} statements per request: {info.get('queries_per_request')}")

@@ -219,7 +219,7 @@ def run_soak(args: Any, backend: str, redis_url: str | None, workdir: Path) -> d
             server = Gunicorn(
                 "petition.wsgi:app",
                 harness.GunicornSettings(
-                    workers=args.workers,
+                    workers=args.workers_by_backend[backend],
                     worker_class=args.worker_class,
                     threads=args.worker_threads,
                 ),
