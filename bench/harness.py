@@ -27,7 +27,7 @@ from typing import Any
 
 from bench import cpu, profiling, queries, seed, wrk
 from bench.servers import HOST, REPO, Gunicorn, GunicornSettings, clean_env
-from petition.worker import CountFolder
+from petition.worker import RECLAIM_AFTER_EVENTS, CountFolder
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 LOAD_SCENARIOS = ("count", "page-0", "page-1m", "sign", "verify", "sign-burst", "nginx-count")
@@ -586,18 +586,25 @@ class Folder(threading.Thread):
     every couple of seconds, so that confirmations under load read a small sum, and reclaim
     the folded rows' space now and then, as in production."""
 
-    def __init__(self, db: seed.BenchDatabase, mail_dir: Path, interval: float) -> None:
+    def __init__(
+        self,
+        db: seed.BenchDatabase,
+        mail_dir: Path,
+        interval: float,
+        reclaim_after: int = RECLAIM_AFTER_EVENTS,
+    ) -> None:
         super().__init__(name="bench-folder", daemon=True)
         self.db = db
         self.mail_dir = mail_dir
         self.interval = interval
+        self.reclaim_after = reclaim_after
         self.halt = threading.Event()
         self.folded = 0
         self.errors: list[str] = []
 
     def run(self) -> None:
         app = self.db.app(self.mail_dir)  # its own engine: SQLite connections stay in-thread
-        folder = CountFolder()
+        folder = CountFolder(reclaim_after=self.reclaim_after)
         try:
             while not self.halt.wait(self.interval):
                 try:
