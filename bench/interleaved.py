@@ -37,6 +37,7 @@ from bench.servers import Gunicorn, GunicornSettings
 from petition.worker import RECLAIM_AFTER_EVENTS
 
 SIGN_PATH = "/letters/bench-writes/sign"
+_SETTING_NAMES = {"worker_class": "class"}
 SCENARIOS = ("sign", "verify")
 
 
@@ -51,9 +52,13 @@ class Config:
 
     @property
     def name(self) -> str:
-        return ",".join(f"{key}={value}" for key, value in asdict(self).items()).replace(
-            "backend=", ""
-        )
+        """The backend, its workers, and every other setting that is not the default."""
+        defaults = Config(self.backend)
+        shown = [self.backend, f"workers={self.workers}"]
+        for key, value in asdict(self).items():
+            if key not in ("backend", "workers") and value != getattr(defaults, key):
+                shown.append(f"{_SETTING_NAMES.get(key, key)}={value}")
+        return ",".join(shown)
 
     @property
     def database_key(self) -> tuple[str, float, int]:
@@ -228,7 +233,7 @@ def _kept(result: dict[str, Any], errors: int) -> dict[str, Any]:
 def _summary(configs: list[Config], results: dict) -> dict[str, Any]:
     reference = configs[0].name
     lines = [
-        f"{'configuration':<58} {'scenario':<7} {'median req/s':>12} {'× first':>8}  per round"
+        f"{'configuration':<44} {'scenario':<7} {'median req/s':>12} {'× first':>8}  per round"
     ]
     errors = 0
     rows = []
@@ -252,7 +257,7 @@ def _summary(configs: list[Config], results: dict) -> dict[str, Any]:
             }
             rows.append(row)
             lines.append(
-                f"{config.name:<58} {scenario:<7} {row['median_rps']:>12,.0f} "
+                f"{config.name:<44} {scenario:<7} {row['median_rps']:>12,.0f} "
                 f"{row['median_ratio']:>8.2f}  {', '.join(f'{r:.2f}' for r in row['ratios'])}"
                 f"  (cpu ms {row['cpu_ms']}, db ms {row['db_ms']}, errors {row['errors']})"
             )
