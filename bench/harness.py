@@ -27,7 +27,7 @@ from typing import Any
 
 from bench import cpu, profiling, queries, seed, wrk
 from bench.servers import HOST, REPO, Gunicorn, GunicornSettings, clean_env
-from petition.worker import RECLAIM_AFTER_EVENTS, CountFolder
+from petition.worker import FOLD_EVERY_SECONDS, RECLAIM_AFTER_EVENTS, CountFolder
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 LOAD_SCENARIOS = ("count", "page-0", "page-1m", "sign", "verify", "sign-burst", "nginx-count")
@@ -90,8 +90,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fold-interval",
         type=float,
-        default=2.0,
-        help="fold count events every N s during load, as the worker does (0: never)",
+        default=FOLD_EVERY_SECONDS,
+        help=f"fold count events every N s during load, as the worker does ({FOLD_EVERY_SECONDS}; "
+        "0: never)",
     )
     parser.add_argument(
         "--max-other-cpu",
@@ -583,7 +584,7 @@ def profile_export(prefix: Path, env: dict[str, str], slug: str, work: Path) -> 
 
 class Folder(threading.Thread):
     """What the mail worker does for counts (petition.worker.CountFolder): fold count events
-    every couple of seconds, so that confirmations under load read a small sum, and reclaim
+    every half second under load, so that confirmations read a small sum, and reclaim
     the folded rows' space now and then, as in production."""
 
     def __init__(

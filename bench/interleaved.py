@@ -34,7 +34,7 @@ from typing import Any
 
 from bench import harness, seed, wrk
 from bench.servers import Gunicorn, GunicornSettings
-from petition.worker import RECLAIM_AFTER_EVENTS
+from petition.worker import FOLD_EVERY_SECONDS, RECLAIM_AFTER_EVENTS
 
 SIGN_PATH = "/letters/bench-writes/sign"
 _SETTING_NAMES = {"worker_class": "class"}
@@ -47,7 +47,7 @@ class Config:
     workers: int = 2
     worker_class: str = "sync"
     threads: int = 1
-    fold: float = 2.0
+    fold: float = FOLD_EVERY_SECONDS
     reclaim: int = RECLAIM_AFTER_EVENTS
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from flask import Flask
@@ -17,6 +18,10 @@ from petition.services import counts, mail, signatures
 log = logging.getLogger(__name__)
 
 PURGE_EVERY_SECONDS = 300.0
+# While confirmations keep coming, count events are folded this often, between batches of mail
+# too: each confirmation sums the unfolded ones, and on PostgreSQL folding every 0.5 s rather
+# than every pass (2 s) let confirmations go about a sixth faster (bench/README.md).
+FOLD_EVERY_SECONDS = 0.5
 # On PostgreSQL each confirmation's sum of unfolded events walks past every folded one not yet
 # vacuumed (its plan is a bitmap scan, which never skips them): reclaiming after every 1,000
 # rather than 20,000 cut PostgreSQL's CPU per confirmation under load by a quarter to a third.
@@ -32,18 +37,35 @@ class CountFolder:
     def __init__(self, reclaim_after: int = RECLAIM_AFTER_EVENTS) -> None:
         self.reclaim_after = reclaim_after
         self.folded = 0
+        self.last_folded = 0  # by the latest step: events are still coming in while it is > 0
         self._since_reclaim = 0
+        self._stepped_at: float | None = None
 
     def step(self) -> int:
         """Fold what is pending (one batch); returns how many events were folded."""
+        self._stepped_at = time.monotonic()
         with db.transaction() as session:
             folded = counts.fold(session)
         self.folded += folded
+        self.last_folded = folded
         self._since_reclaim += folded
         if self._since_reclaim >= self.reclaim_after:
             counts.reclaim_folded(db.engine())
             self._since_reclaim = 0
         return folded
+
+    def step_if_due(self) -> None:
+        """Fold if FOLD_EVERY_SECONDS have passed since the last step: between batches of mail,
+        so that a long pass of mail does not leave confirmations summing ever more events.
+        A failure is logged and left for the pass's own step to retry."""
+        if self._stepped_at is not None and (
+            time.monotonic() - self._stepped_at < FOLD_EVERY_SECONDS
+        ):
+            return
+        try:
+            self.step()
+        except Exception:  # never let housekeeping stop the mail going out
+            log.exception("folding counts failed; will retry")
 
 
 def run_worker(
@@ -54,7 +76,9 @@ def run_worker(
     Each pass sends mail for at most `interval` seconds (with once=True, all that is due) before
     it folds counts: during a burst mail is always due, and a pass that waited for the outbox to
     empty folded nothing until the burst was over, while every confirmation summed the growing
-    unfolded events. A pass cut short starts the next at once.
+    unfolded events. A pass cut short starts the next at once. Counts are also folded between
+    batches of mail once FOLD_EVERY_SECONDS have passed, and while the last fold found events
+    the next pass comes after FOLD_EVERY_SECONDS rather than `interval`.
     """
     last_purge: float | None = None  # None: due on the first pass, however young the clock
     total = mail.DeliveryReport()
@@ -67,7 +91,7 @@ def run_worker(
             except Exception:  # keep the worker alive through a database restart
                 log.exception("repeat signings failed; will retry")
             mail_until = None if once else time.monotonic() + interval
-            total, more_due = _deliver_due(app, stop, mail_until)
+            total, more_due = _deliver_due(app, stop, mail_until, folder.step_if_due)
             try:
                 folder.step()
                 if last_purge is None or time.monotonic() - last_purge > PURGE_EVERY_SECONDS:
@@ -84,15 +108,20 @@ def run_worker(
                 log.exception("housekeeping failed; will retry")
             finally:
                 db.get_session().close()
-            if once or stop.wait(0 if more_due else interval):
+            pause = min(interval, FOLD_EVERY_SECONDS) if folder.last_folded else interval
+            if once or stop.wait(0 if more_due else pause):
                 return total
 
 
 def _deliver_due(
-    app: Flask, stop: threading.Event, until: float | None = None
+    app: Flask,
+    stop: threading.Event,
+    until: float | None = None,
+    between_batches: Callable[[], None] | None = None,
 ) -> tuple[mail.DeliveryReport, bool]:
     """Deliver batches until nothing more is due, a batch makes no progress, we must stop, or
-    the monotonic clock passes `until`; the report, and whether mail may still be due."""
+    the monotonic clock passes `until`, calling `between_batches` after each full batch; the
+    report, and whether mail may still be due."""
     total = mail.DeliveryReport()
     while not stop.is_set():
         try:
@@ -115,4 +144,6 @@ def _deliver_due(
             return total, False
         if until is not None and time.monotonic() >= until:
             return total, True
+        if between_batches is not None:
+            between_batches()
     return total, False

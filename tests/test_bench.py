@@ -32,12 +32,13 @@ def test_a_wrong_worker_count_is_named(setting, message):
 
 
 def test_an_interleaved_configuration_is_a_backend_and_its_settings():
-    config = parse_config("postgresql,workers=4,class=gthread,threads=2,fold=0.5,reclaim=20000")
-    assert config == Config("postgresql", 4, "gthread", 2, 0.5, 20000)
-    assert config.name == "postgresql,workers=4,class=gthread,threads=2,fold=0.5,reclaim=20000"
+    config = parse_config("postgresql,workers=4,class=gthread,threads=2,fold=0.25,reclaim=20000")
+    assert config == Config("postgresql", 4, "gthread", 2, 0.25, 20000)
+    assert config.name == "postgresql,workers=4,class=gthread,threads=2,fold=0.25,reclaim=20000"
     assert parse_config("sqlite").name == "sqlite,workers=2"
     assert (
-        parse_config("sqlite,fold=2").database_key == parse_config("sqlite,workers=4").database_key
+        parse_config("sqlite,fold=0.5").database_key
+        == parse_config("sqlite,workers=4").database_key
     )
 
 

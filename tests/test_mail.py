@@ -161,11 +161,13 @@ def no_sign_limit(app_config):
     app_config["SIGN_RATE_LIMIT"] = "off"
 
 
+@pytest.mark.parametrize("interval", [0.0, 30.0])
 def test_a_flood_of_mail_does_not_hold_up_the_count(
-    no_sign_limit, app, client, make_letter, mailbox
+    no_sign_limit, app, client, make_letter, mailbox, interval
 ):
     """During a burst mail is always due: the worker folds counts between batches of it, not
-    only once the outbox is empty (each confirmation sums the events not yet folded)."""
+    only once the outbox is empty (each confirmation sums the events not yet folded), whether
+    a pass of mail is cut short at once (interval 0) or may go on for half a minute."""
     letter = make_letter()
     client.post(f"/letters/{letter.slug}/sign", data=sign_data())
     mailbox.deliver()
@@ -183,7 +185,7 @@ def test_a_flood_of_mail_does_not_hold_up_the_count(
 
     mailbox.on_arrival = count_unfolded
     stop = threading.Event()
-    worker = threading.Thread(target=run_worker, args=(app, stop), kwargs={"interval": 0.0})
+    worker = threading.Thread(target=run_worker, args=(app, stop), kwargs={"interval": interval})
     worker.start()
     try:
         deadline = time.monotonic() + 30
