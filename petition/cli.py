@@ -15,10 +15,10 @@ from flask.cli import FlaskGroup, NoAppException, ScriptInfo
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
-from petition import create_app, links, migrate
+from petition import create_app, links, migrate, text
 from petition.config import ConfigError
 from petition.dates import NoSuchDay, NotADay, end_of_day, parse_day
-from petition.db import MISSING_SQLITE_FILE, transaction
+from petition.db import MissingDatabaseFile, transaction
 from petition.errors import DomainError
 from petition.services import counts, exports, letters, mail, organisers
 from petition.services.letters import GOAL_MAX
@@ -55,10 +55,10 @@ class PetitionGroup(FlaskGroup):
 
 def _database_problem(error: DBAPIError) -> str:
     detail = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
-    if detail.startswith(MISSING_SQLITE_FILE):
-        file = detail.removeprefix(MISSING_SQLITE_FILE).strip()
+    if isinstance(error.orig, MissingDatabaseFile):
         return (
-            f"There is no database at {file}. If that is where it should be, create it with: "
+            f"There is no database at {error.orig.file}. If that is where it should be, "
+            "create it with: "
             "petition db upgrade; if not, set PETITION_DATABASE_URL to the one you meant."
         )
     if "no such table" in detail or "does not exist" in detail:
@@ -125,10 +125,13 @@ class Goal(click.ParamType):
     name = "NUMBER"
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None):
-        text = str(value).strip()
-        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= GOAL_MAX:
-            self.fail(f"give a whole number from 1 to {GOAL_MAX:,}, without commas, not {text!r}.")
-        return int(text)
+        goal = text.whole_number(str(value), 1, GOAL_MAX)
+        if goal is None:
+            self.fail(
+                f"give a whole number from 1 to {GOAL_MAX:,}, without commas, not "
+                f"{str(value).strip()!r}."
+            )
+        return goal
 
 
 DAY, GOAL = Day(), Goal()

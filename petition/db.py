@@ -55,7 +55,12 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime()}
 
 
-MISSING_SQLITE_FILE = "no database file at"
+class MissingDatabaseFile(sqlite3.OperationalError):
+    """A SQLite path where there is no file: refused rather than made new and empty."""
+
+    def __init__(self, file: Path) -> None:
+        super().__init__(f"no database file at {file}")
+        self.file = file
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -114,7 +119,7 @@ def _require_file(file: Path) -> Any:
 
     def check(*_args: Any) -> None:
         if not file.exists():
-            raise sqlite3.OperationalError(f"{MISSING_SQLITE_FILE} {file.resolve()}")
+            raise MissingDatabaseFile(file.resolve())
 
     return check
 

@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from petition.db import MISSING_SQLITE_FILE
+from petition.db import MissingDatabaseFile
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +153,9 @@ def _http_error(error: HTTPException):
 
 
 def _database_down(error: Exception):
-    detail = str(getattr(error, "orig", "") or "")
-    if detail.startswith(MISSING_SQLITE_FILE):  # a path of ours: says what to fix
-        log.error("database unavailable: %s (run: petition db upgrade)", detail)
+    missing = getattr(error, "orig", None)
+    if isinstance(missing, MissingDatabaseFile):  # a path of ours: says what to fix
+        log.error("database unavailable: %s (run: petition db upgrade)", missing)
     else:  # a driver's message may quote what was being written, so only its kind is logged
         log.error("database unavailable: %s", type(error).__name__)
     return _render(503, str(ServiceUnavailable.title), str(ServiceUnavailable.message))

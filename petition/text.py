@@ -34,6 +34,15 @@ def _visible(char: str) -> bool:
     return unicodedata.category(char)[0] not in "ZC"
 
 
+def whole_number(text: str, low: int, high: int) -> int | None:
+    """The number `text` spells in ASCII digits if it lies from low to high; None otherwise
+    (signs, commas, spaces inside and other scripts' digits included)."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+        return None
+    return int(text)
+
+
 def one_line_ending(value: str) -> str:
     """Line breaks as one character each: browsers send CRLF but count, and limit, one."""
     return value.replace("\r\n", "\n")

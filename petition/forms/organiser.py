@@ -35,16 +35,14 @@ class DayField(DateField):
     value" (browsers without a date picker let people type any text)."""
 
     def process_formdata(self, valuelist: list[str]) -> None:
+        self.data = None
         if not valuelist or not valuelist[0].strip():
-            self.data = None
             return
         try:
             self.data = parse_day(valuelist[0])
         except NoSuchDay:
-            self.data = None
             raise ValueError(_l("There is no such day: check the month and the day.")) from None
         except NotADay:
-            self.data = None
             raise ValueError(_l("Enter the date as year-month-day, e.g. 2027-03-31.")) from None
 
 

@@ -54,11 +54,8 @@ def whole_number(minimum: int, maximum: int):
 
     def check(form: Form, field: Field) -> None:
         raw = (field.data or "").strip()
-        if not raw:
-            field.number = None
-            return
-        if not (raw.isascii() and raw.isdigit()) or not minimum <= int(raw) <= maximum:
+        field.number = text.whole_number(raw, minimum, maximum) if raw else None
+        if raw and field.number is None:
             raise ValidationError(message)
-        field.number = int(raw)
 
     return check
