@@ -11,8 +11,10 @@ the gunicorn processes started here are stopped by their PIDs.
     python -m bench.interleaved postgresql,workers=4 postgresql,workers=4,reclaim=20000
 
 A configuration is a backend (sqlite, postgresql) and any of workers=N, class=sync|gthread,
-threads=N (gunicorn), fold=S (seconds between folds of count events) and reclaim=N (vacuum
-count_event after every N folded events). PostgreSQL needs PETITION_BENCH_DATABASE_URL, and
+threads=N (gunicorn), fold=S (seconds between folds of count events), reclaim=N (vacuum
+count_event after every N folded events) and synchronous=LEVEL (SQLite's synchronous pragma:
+off, normal, full, extra; PostgreSQL's synchronous_commit: off, local, on; see
+bench/synchronous_app.py). PostgreSQL needs PETITION_BENCH_DATABASE_URL, and
 uses Redis too when PETITION_BENCH_REDIS_URL is set, as `python -m bench` does.
 """
 
@@ -38,6 +40,10 @@ from petition.worker import FOLD_EVERY_SECONDS, RECLAIM_AFTER_EVENTS
 
 SIGN_PATH = "/letters/bench-writes/sign"
 _SETTING_NAMES = {"worker_class": "class"}
+SYNCHRONOUS_LEVELS = {
+    "sqlite": ("off", "normal", "full", "extra"),
+    "postgresql": ("off", "local", "on"),
+}
 SCENARIOS = ("sign", "verify")
 
 
@@ -49,6 +55,7 @@ class Config:
     threads: int = 1
     fold: float = FOLD_EVERY_SECONDS
     reclaim: int = RECLAIM_AFTER_EVENTS
+    synchronous: str | None = None  # the app's own: SQLite normal, PostgreSQL on
 
     @property
     def name(self) -> str:
@@ -71,7 +78,14 @@ def parse_config(text: str) -> Config:
     if backend not in harness.BACKENDS:
         backends = ", ".join(harness.BACKENDS)
         raise argparse.ArgumentTypeError(f"{text!r}: start with one of {backends}")
-    kinds = {"workers": int, "class": str, "threads": int, "fold": float, "reclaim": int}
+    kinds = {
+        "workers": int,
+        "class": str,
+        "threads": int,
+        "fold": float,
+        "reclaim": int,
+        "synchronous": str.lower,
+    }
     fields = {"class": "worker_class"}
     values: dict[str, Any] = {}
     for setting in settings:
@@ -83,6 +97,11 @@ def parse_config(text: str) -> Config:
             values[fields.get(key, key)] = kinds[key](value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r}: {key} takes a number") from None
+    levels = SYNCHRONOUS_LEVELS[backend]
+    if values.get("synchronous", levels[0]) not in levels:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: synchronous on {backend} is one of {', '.join(levels)}"
+        )
     return Config(backend, **values)
 
 
@@ -181,10 +200,11 @@ def _server(stack: ExitStack, config: Config, found: dict, log_path: Path):
     settings = GunicornSettings(
         workers=config.workers, worker_class=config.worker_class, threads=config.threads
     )
-    server = Gunicorn(
-        "petition.wsgi:app", settings, {}, log_path, ready_path="/api/v1/letters/bench-million"
-    )
+    app = "petition.wsgi:app" if config.synchronous is None else "bench.synchronous_app:app"
+    server = Gunicorn(app, settings, {}, log_path, ready_path="/api/v1/letters/bench-million")
     server.env = harness.app_env(found["db"].url, found["mail"], found["redis_url"], server.port)
+    if config.synchronous is not None:
+        server.env["BENCH_SYNCHRONOUS"] = config.synchronous
     stack.enter_context(server)
     cookie, csrf = harness.form_session(server.port, "bench-writes")
     return server, cookie, urllib.parse.quote(csrf, safe="")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -42,6 +45,12 @@ def test_an_interleaved_configuration_is_a_backend_and_its_settings():
     )
 
 
+def test_durability_is_a_setting_in_each_database_s_own_words():
+    assert parse_config("sqlite,synchronous=FULL").synchronous == "full"
+    assert parse_config("postgresql,synchronous=off").name == "postgresql,workers=2,synchronous=off"
+    assert parse_config("postgresql").synchronous is None
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -49,8 +58,31 @@ def test_an_interleaved_configuration_is_a_backend_and_its_settings():
         ("sqlite,workers=two", "workers takes a number"),
         ("sqlite,speed=3", "settings are workers, class, threads, fold, reclaim"),
         ("sqlite,workers", "as key=value"),
+        ("sqlite,synchronous=on", "synchronous on sqlite is one of off, normal, full, extra"),
+        ("postgresql,synchronous=full", "synchronous on postgresql is one of off, local, on"),
     ],
 )
 def test_a_wrong_interleaved_configuration_is_named(text, message):
     with pytest.raises(argparse.ArgumentTypeError, match=message):
         parse_config(text)
+
+
+def test_the_durability_app_commits_at_the_level_it_is_given(database_url):
+    sqlite = database_url.startswith("sqlite")
+    level, query, expected = (
+        ("full", "PRAGMA synchronous", "2") if sqlite else ("off", "SHOW synchronous_commit", "off")
+    )
+    shown = (
+        "import bench.synchronous_app as served\n"
+        "with served.app.extensions['petition.engine'].connect() as connection:\n"
+        f"    print(connection.exec_driver_sql({query!r}).scalar())\n"
+    )
+    environment = os.environ | {
+        "PETITION_ENV": "development",
+        "PETITION_DATABASE_URL": database_url,
+        "BENCH_SYNCHRONOUS": level,
+    }
+    answer = subprocess.run(
+        [sys.executable, "-c", shown], env=environment, capture_output=True, text=True, check=True
+    )
+    assert answer.stdout.strip() == expected
