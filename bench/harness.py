@@ -106,7 +106,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--workers",
         default="auto",
         help="gunicorn workers: N for every backend, or per backend as sqlite=N,postgresql=M "
-        "(auto: one per core on SQLite, two per core on PostgreSQL, as deploy/ sets them)",
+        "(auto: two per core, as deploy/ sets them)",
     )
     parser.add_argument("--worker-class", default="sync", help="gunicorn worker class (sync)")
     parser.add_argument(
@@ -190,12 +190,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def workers_by_backend(setting: str, cores: int) -> dict[str, int]:
     """--workers as a count per backend: "auto", "N", or "sqlite=N,postgresql=M".
 
-    auto is what deploy/gunicorn.conf.py sets up: on SQLite one worker per core, since its
-    writers take turns and more workers only queue; on PostgreSQL two per core, since each
-    request also waits for the server's answer and its commit, and a second worker per core
-    keeps the core busy meanwhile.
+    auto is what deploy/gunicorn.conf.py sets up: two workers per core on either database,
+    since each request also waits (for PostgreSQL's answer and commit, or for SQLite's writers'
+    turn) and a second worker per core keeps the core busy meanwhile.
     """
-    chosen = {"sqlite": cores, "postgresql": 2 * cores}
+    chosen = {"sqlite": 2 * cores, "postgresql": 2 * cores}
     text = setting.strip().lower()
     if text == "auto":
         return chosen

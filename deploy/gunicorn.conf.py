@@ -9,14 +9,12 @@ import multiprocessing
 import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-# Sync workers, as many as the database lets keep the cores busy. On PostgreSQL each request
-# also waits for the server's answer and its commit, so two workers per core: in interleaved
-# runs on 2 cores, 4 workers signed and confirmed a fifth to a third more than 2, and as much as
-# 2 workers of 4 threads, with half the database connections. On SQLite, whose writers take
-# turns, one per core: more only queue for the write lock (bench/README.md).
-on_sqlite = os.environ.get("PETITION_DATABASE_URL", "sqlite").startswith("sqlite")
-per_core = 1 if on_sqlite else 2
-workers = int(os.environ.get("GUNICORN_WORKERS", per_core * multiprocessing.cpu_count()))
+# Two sync workers per core: while one waits (on PostgreSQL for the server's answer and its
+# commit, on SQLite for the writers' turn), the other keeps the core busy. In interleaved runs on
+# 2 cores, 4 workers signed and confirmed a fifth to a third more than 2 on PostgreSQL, and as
+# much as 2 workers of 4 threads with half the database connections; on SQLite 5-8 % more than
+# 2, and 6 no more than 4 (bench/README.md).
+workers = int(os.environ.get("GUNICORN_WORKERS", 2 * multiprocessing.cpu_count()))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
 threads = int(os.environ.get("GUNICORN_THREADS", 1))
 backlog = 2048

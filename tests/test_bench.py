@@ -14,9 +14,9 @@ from bench.interleaved import Config, parse_config
 
 
 def test_workers_follow_the_deployment_unless_told():
-    assert workers_by_backend("auto", 2) == {"sqlite": 2, "postgresql": 4}
+    assert workers_by_backend("auto", 2) == {"sqlite": 4, "postgresql": 4}
     assert workers_by_backend("3", 2) == {"sqlite": 3, "postgresql": 3}
-    assert workers_by_backend("postgresql=6", 8) == {"sqlite": 8, "postgresql": 6}
+    assert workers_by_backend("postgresql=6", 8) == {"sqlite": 16, "postgresql": 6}
     assert workers_by_backend("sqlite=1, postgresql=2", 2) == {"sqlite": 1, "postgresql": 2}
 
 
