@@ -232,24 +232,29 @@ def organisers_set_password(email: str, password_stdin: bool) -> None:
 @click.argument("email")
 def organisers_disable(email: str) -> None:
     """End EMAIL's sessions and refuse their logins (their letters stay as they are)."""
-    _set_active(email, False)
-    click.echo(f"Disabled {email.strip().lower()}: logged out everywhere, and cannot log in.")
+    if _set_active(email, False):
+        click.echo(f"Disabled {email.strip().lower()}: logged out everywhere, and cannot log in.")
+    else:
+        click.echo(f"{email.strip().lower()} was already disabled; nothing changed.")
 
 
 @organisers_cli.command("enable")
 @click.argument("email")
 def organisers_enable(email: str) -> None:
     """Let a disabled organiser log in again."""
-    _set_active(email, True)
-    click.echo(f"Enabled {email.strip().lower()}: they can log in again.")
+    if _set_active(email, True):
+        click.echo(f"Enabled {email.strip().lower()}: they can log in again.")
+    else:
+        click.echo(f"{email.strip().lower()} was not disabled; nothing changed.")
 
 
-def _set_active(email: str, active: bool) -> None:
+def _set_active(email: str, active: bool) -> bool:
+    """Whether the account changed (False: it already was so)."""
     with transaction() as session:
         organiser = organisers.find(session, email)
         if organiser is None:
             raise click.ClickException(f"No organiser has the email {email}.")
-        organisers.set_active(session, organiser, active)
+        return organisers.set_active(session, organiser, active)
 
 
 def _read_password(from_stdin: bool) -> str:

@@ -311,7 +311,12 @@ def test_a_new_password_or_a_disabled_account_ends_sessions(app, client, logged_
     assert disabled.exit_code == 0, disabled.output
     assert client.get("/organiser/").status_code == 302
     assert client.post("/organiser/login", data=login).status_code == 401
-    app.test_cli_runner().invoke(cli, ["organisers", "enable", logged_in.email])
+    again = app.test_cli_runner().invoke(cli, ["organisers", "disable", logged_in.email])
+    assert again.exit_code == 0 and "was already disabled; nothing changed" in again.output
+    enabled = app.test_cli_runner().invoke(cli, ["organisers", "enable", logged_in.email])
+    assert "they can log in again" in enabled.output
     assert client.post("/organiser/login", data=login).status_code == 303
+    again = app.test_cli_runner().invoke(cli, ["organisers", "enable", logged_in.email])
+    assert "was not disabled; nothing changed" in again.output
     missing = app.test_cli_runner().invoke(cli, ["organisers", "disable", "nobody@example.org"])
     assert missing.exit_code == 1 and "No organiser has the email" in missing.output

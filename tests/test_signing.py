@@ -376,6 +376,16 @@ def test_an_email_address_in_the_name_box_is_refused_before_it_can_be_listed(cli
     assert fresh_session().scalar(select(func.count()).select_from(Signature)) == 0
 
 
+def test_an_at_sign_in_a_name_is_refused_for_what_it_is(client, make_letter):
+    letter = make_letter()
+    data = sign_data(name="@Admin Person", email="frank@example.net")
+    response = client.post(f"/letters/{letter.slug}/sign", data=data)
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert "Leave out the “@”: a name on the list cannot contain one." in page
+    assert 'value="@Admin Person"' in page
+
+
 @pytest.fixture
 def two_signatures_an_hour(app_config):
     app_config["SIGN_RATE_LIMIT"] = "2 per hour"

@@ -21,9 +21,12 @@ def multi_line(form: Form, field: Field) -> None:
 
 
 def not_an_address(form: Form, field: Field) -> None:
-    """A name goes on the public list: refuse an email address typed into it by mistake."""
+    """A name goes on the public list: refuse an email address typed into it by mistake, and
+    any "@", which could pass part of one off as a name."""
     if field.data and "@" in field.data:
-        raise ValidationError(_l("Enter your name here, not an email address."))
+        if len(field.data.split()) == 1:
+            raise ValidationError(_l("Enter your name here, not an email address."))
+        raise ValidationError(_l("Leave out the “@”: a name on the list cannot contain one."))
 
 
 def email_address(form: Form, field: Field) -> None:

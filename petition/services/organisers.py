@@ -67,11 +67,14 @@ def end_sessions(session: Session, organiser: Organiser) -> None:
     session.flush()
 
 
-def set_active(session: Session, organiser: Organiser, active: bool) -> None:
-    """Disable an account (its sessions end and it cannot log in) or enable it again."""
-    if organiser.active != active:
-        organiser.active = active
-        end_sessions(session, organiser)
+def set_active(session: Session, organiser: Organiser, active: bool) -> bool:
+    """Disable an account (its sessions end and it cannot log in) or enable it again; False
+    when it already was so, and nothing changed."""
+    if organiser.active == active:
+        return False
+    organiser.active = active
+    end_sessions(session, organiser)
+    return True
 
 
 def find(session: Session, email: str) -> Organiser | None:
