@@ -440,7 +440,8 @@ def letters_export(slug: str, output: Path | None) -> None:
         partial.replace(output)
     except OSError as error:
         raise click.ClickException(f"Cannot write {output}: {error.strerror}.") from None
-    click.echo(f"Wrote {rows} signatories to {output}", err=True)
+    noun = "signatory" if rows == 1 else "signatories"
+    click.echo(f"Wrote {rows:,} {noun} to {output}", err=True)
 
 
 # -- mail ----------------------------------------------------------------------------------------

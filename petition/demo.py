@@ -126,9 +126,13 @@ def run(host: str, port: int, database: Path | None = None) -> None:
             "  Stop with Ctrl+C.\n"
         )
         # werkzeug directly: app.run() declines to start inside a Flask CLI command.
-        server.serve_forever()
+        server.serve_forever()  # returns on Ctrl+C: werkzeug takes the KeyboardInterrupt
     except KeyboardInterrupt:
         pass
     finally:
         stop.set()
         server.server_close()
+    click.echo(
+        f"\nStopped. The demo's data stays in {database} for its next start"
+        " (delete the file to begin afresh)."
+    )

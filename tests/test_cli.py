@@ -54,7 +54,7 @@ def test_export_counts_signatories_not_lines(app, client, mailbox, make_letter, 
     out = tmp_path / "out.csv"
     exported = run(app, "letters", "export", letter.slug, "-o", str(out))
     assert exported.exit_code == 0, exported.output
-    assert exported.stderr.strip() == f"Wrote 1 signatories to {out}"
+    assert exported.stderr.strip() == f"Wrote 1 signatory to {out}"
     with out.open(encoding="utf-8-sig", newline="") as handle:
         assert [row["comment"] for row in csv.DictReader(handle)] == ["First line.\nSecond line."]
 
@@ -219,7 +219,7 @@ def test_the_console_script_runs_migrations_and_refuses_a_missing_secret(tmp_pat
     for to_stdout in (["letters", "export", "zoe"], ["letters", "export", "zoe", "-o", "-"]):
         exported = subprocess.run([*script, *to_stdout], env=env, capture_output=True)
         assert exported.returncode == 0, exported.stderr
-        assert exported.stdout == "\ufeffname,email,signed_at\r\n".encode()
+        assert exported.stdout == "\ufeffname,email,signed_at_utc\r\n".encode()
     assert not (tmp_path / "-").exists()
     env["PETITION_DATABASE_URL"] = "postgresql+psycopg://nobody:secret@127.0.0.1:1/none"
     unreachable = petition("letters", "list")

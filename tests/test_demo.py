@@ -142,6 +142,8 @@ def test_ctrl_c_stops_the_demo_even_when_started_in_the_background(tmp_path):
         banner(process)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == 0
+        said = process.stdout.read()
+        assert f"Stopped. The demo's data stays in {tmp_path / 'demo.sqlite3'}" in said
     finally:
         if process.poll() is None:
             process.kill()

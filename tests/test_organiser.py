@@ -233,8 +233,8 @@ def test_csv_has_verified_signers_only_emails_by_consent_and_no_formulas(
     assert [r["name"] for r in rows] == ["'=HYPERLINK(1)", "Zoë Ünal"]
     assert [r["email"] for r in rows] == ["a@example.org", ""]
     assert [r["postcode"] for r in rows] == ["LS1 1AA", "M1 1AA"]
-    assert list(rows[0]) == ["name", "postcode", "email", "signed_at"]
-    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", r["signed_at"]) for r in rows)
+    assert list(rows[0]) == ["name", "postcode", "email", "signed_at_utc"]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", r["signed_at_utc"]) for r in rows)
 
 
 def test_delivery_link_lets_the_office_download_until_revoked(

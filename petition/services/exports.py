@@ -48,7 +48,7 @@ def columns(letter: Letter) -> list[str]:
         header.append("organisation")
     if letter.ask_comment:
         header.append("comment")
-    header += ["email", "signed_at"]
+    header += ["email", "signed_at_utc"]
     return header
 
 
