@@ -453,6 +453,13 @@ def post(port: int, path: str, cookie: str, form: dict[str, str]) -> int:
         connection.close()
 
 
+def rows_written(message: str) -> int:
+    """The rows `petition letters export -o FILE` says it wrote ("Wrote 1,000,000 signatories
+    to …"), or -1 if it does not say."""
+    match = re.search(r"Wrote ([\d,]+) signator(?:y|ies) ", message)
+    return int(match.group(1).replace(",", "")) if match else -1
+
+
 def run_export(
     db: seed.BenchDatabase, env: dict[str, str], slug: str, output: Path
 ) -> dict[str, Any]:
@@ -470,8 +477,7 @@ def run_export(
     message = err.decode(errors="replace").strip()
     if process.returncode != 0:
         raise RuntimeError(f"export failed ({process.returncode}): {message}")
-    match = re.search(r"Wrote (\d+) signatories", message)
-    rows = int(match.group(1)) if match else -1
+    rows = rows_written(message)
     size = output.stat().st_size
     output.unlink()
     return {

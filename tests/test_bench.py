@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from bench.harness import workers_by_backend
+from bench.harness import rows_written, workers_by_backend
 from bench.interleaved import Config, parse_config
 
 
@@ -86,3 +86,9 @@ def test_the_durability_app_commits_at_the_level_it_is_given(database_url):
         [sys.executable, "-c", shown], env=environment, capture_output=True, text=True, check=True
     )
     assert answer.stdout.strip() == expected
+
+
+def test_the_rows_an_export_says_it_wrote_are_read_from_its_message():
+    assert rows_written("Wrote 1,000,000 signatories to /tmp/x.csv") == 1_000_000
+    assert rows_written("Wrote 1 signatory to /tmp/x.csv") == 1
+    assert rows_written("Error: There is no letter with the slug 'x'.") == -1
