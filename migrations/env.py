@@ -1,6 +1,7 @@
 """Alembic environment: runs migrations against the URL petition.migrate passes in."""
 
 from alembic import context
+from sqlalchemy import Connection
 
 from petition import models  # noqa: F401 - registers every table on Base.metadata
 from petition.db import Base, make_engine
@@ -34,9 +35,38 @@ def run_online() -> None:
             render_as_batch=True,
             compare_type=True,
         )
-        with context.begin_transaction():
-            context.run_migrations()
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            _sqlite_foreign_keys(connection, on=False)
+        try:
+            with context.begin_transaction():
+                context.run_migrations()
+                if sqlite:
+                    _check_sqlite_foreign_keys(connection)
+        finally:
+            if sqlite:
+                _sqlite_foreign_keys(connection, on=True)
     engine.dispose()
+
+
+def _sqlite_foreign_keys(connection: Connection, *, on: bool) -> None:
+    """Foreign keys off while batch mode rebuilds a table, as SQLite's own procedure for
+    altering a table says: with them on, its DROP TABLE deletes the old table's rows first, and
+    ON DELETE CASCADE / SET NULL would empty or unlink every table that refers to it (a letter
+    rebuilt took every signature with it). SQLite ignores this pragma inside a transaction,
+    so it goes to the driver's connection before the migration's transaction begins."""
+    connection.connection.driver_connection.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+
+
+def _check_sqlite_foreign_keys(connection: Connection) -> None:
+    """Refuse to commit a migration that left a row pointing at nothing."""
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        table, _rowid, parent, _key = broken[0]
+        raise RuntimeError(
+            f"the migration would leave {len(broken)} row(s) of {table} referring to missing "
+            f"rows of {parent}; nothing was changed"
+        )
 
 
 if context.is_offline_mode():
