@@ -3,7 +3,7 @@
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, false
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from petition.db import Base, utcnow
@@ -20,6 +20,15 @@ class Signature(Base):
     __table_args__ = (
         UniqueConstraint("letter_id", "email_key"),
         Index("ix_signature_letter_state_verified", "letter_id", "state", "verified_at"),
+        # A pending signature has no manage token yet: kept out of the index, it costs a
+        # signing nothing there (a unique index still holds every NULL).
+        Index(
+            "uq_signature_manage_token_hash",
+            "manage_token_hash",
+            unique=True,
+            sqlite_where=text("manage_token_hash IS NOT NULL"),
+            postgresql_where=text("manage_token_hash IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -41,6 +50,6 @@ class Signature(Base):
     )
     verify_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     verify_expires_at: Mapped[datetime]
-    manage_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    manage_token_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     verified_at: Mapped[datetime | None]
