@@ -251,10 +251,14 @@ def test_delivery_link_lets_the_office_download_until_revoked(
     shown = office.get(url)
     assert shown.status_code == 200
     assert "Download the signatories" in shown.get_data(as_text=True)
+    assert "Still collecting signatures" in shown.get_data(as_text=True)
+    assert "This link works until " in shown.get_data(as_text=True)
     assert shown.headers["Cache-Control"] == "private, no-store"
     rows = _rows(office.get(f"{url}/signatories.csv"))
     assert [r["name"] for r in rows] == ["Jane Doe"]
     assert "1</td>" in client.get(f"/organiser/letters/{letter.id}").get_data(as_text=True)
+    client.post(f"/organiser/letters/{letter.id}/close")
+    assert ": this is the final list." in office.get(url).get_data(as_text=True)
 
     from petition.models import Delivery
 

@@ -108,7 +108,10 @@ class LetterForm(Form):
             Length(max=20_000, message=_l("Keep the letter under 20,000 characters.")),
             multi_line,
         ],
-        description=_l("Markdown: blank lines between paragraphs, **bold**, *italic*, - lists."),
+        description=_l(
+            "Markdown: blank lines between paragraphs, **bold**, *italic*, - lists, "
+            "## headings, [link text](https://…)."
+        ),
         render_kw={"rows": 14},
     )
     slug = StringField(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
-from petition.db import get_session, transaction
+from petition.db import get_session, transaction, utcnow
 from petition.services import counts, deliveries
 from petition.views import csv_response
 
@@ -21,6 +21,8 @@ def show(token: str):
         delivery=delivery,
         token=token,
         count=counts.current(session, letter.id),
+        # Whether the list is final: an office may deliver it, or wait for more.
+        accepting=letter.accepts_signatures(utcnow()),
     )
 
 
