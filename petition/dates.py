@@ -31,6 +31,8 @@ def parse_day(text: str) -> date:
 
 def end_of_day(day: date) -> datetime:
     """Midnight at the end of `day`, UK time: a letter "closing on the 5th" takes the 5th."""
+    if day == date.max:  # no next day to begin: its last instant, which rules then refuse
+        return datetime.max.replace(tzinfo=LOCAL_TIME)
     return datetime.combine(day + timedelta(days=1), time(0, 0), tzinfo=LOCAL_TIME)
 
 

@@ -88,6 +88,10 @@ def test_create_list_export_and_recount_letters(app, client, mailbox, tmp_path):
                       "--body-file", str(body), "--closes-on", "2027-02-30")  # fmt: skip
     assert no_such_day.exit_code == 2
     assert "there is no day 2027-02-30 in the calendar" in no_such_day.output
+    last_day = run(app, "letters", "create", "--title", "X", "--recipient-name", "Alex",
+                   "--body-file", str(body), "--closes-on", "9999-12-31")  # fmt: skip
+    assert last_day.exit_code == 1
+    assert "The closing date must be within five years." in last_day.output
 
     letter = fresh_session().scalar(select(Letter).where(Letter.slug == "stand-now"))
     sign_and_confirm(client, mailbox, letter, email="a@example.org")

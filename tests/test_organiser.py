@@ -108,10 +108,21 @@ def test_closing_date_must_be_in_the_future_and_within_reason(client, logged_in)
     page = response.get_data(as_text=True)
     assert "closing date must be in the future" in page
     assert 'id="closes_on-error"' in page  # shown beside the field, not only in the summary
-    for far in ("9999-12-31", "1900-01-01"):
-        response = client.post("/organiser/letters/new", data=dict(LETTER_FORM, closes_on=far))
+    for typed, problem in (
+        ("9998-12-31", "within five years"),
+        ("9999-12-31", "within five years"),  # the last day a date can hold: none after it
+        ("1900-01-01", "in the future"),
+    ):
+        response = client.post("/organiser/letters/new", data=dict(LETTER_FORM, closes_on=typed))
         assert response.status_code == 422
-        assert "within five years" in response.get_data(as_text=True)
+        assert f"The closing date must be {problem}." in response.get_data(as_text=True)
+
+
+def test_a_past_closing_date_is_named_with_the_other_mistakes_at_once(client, logged_in):
+    data = dict(LETTER_FORM, goal="0", closes_on="2020-01-01")
+    page = client.post("/organiser/letters/new", data=data).get_data(as_text=True)
+    assert "Enter a whole number from 1 to 100,000,000, without commas." in page
+    assert "The closing date must be in the future." in page
 
 
 def test_closing_date_survives_editing_unchanged(client, logged_in):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-
 from flask_babel import lazy_gettext as _l
 from wtforms import (
     BooleanField,
@@ -16,7 +14,8 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
-from petition.dates import LOCAL_TIME, NoSuchDay, NotADay, closing_day, end_of_day, parse_day
+from petition.dates import NoSuchDay, NotADay, closing_day, end_of_day, parse_day
+from petition.db import utcnow
 from petition.forms import Form
 from petition.forms.validators import (
     email_address,
@@ -27,7 +26,7 @@ from petition.forms.validators import (
     whole_number,
 )
 from petition.models import Letter
-from petition.services.letters import GOAL_MAX, SLUG_MAX, LetterInput
+from petition.services.letters import GOAL_MAX, SLUG_MAX, LetterInput, closing_problem
 
 
 class DayField(DateField):
@@ -46,11 +45,11 @@ class DayField(DateField):
             raise ValueError(_l("Enter the date as year-month-day, e.g. 2027-03-31.")) from None
 
 
-def within_five_years(form: object, field: DateField) -> None:
-    """Catch mistyped years early (the letters service checks the full rule)."""
-    latest = datetime.now(LOCAL_TIME).date() + timedelta(days=5 * 366)
-    if field.data and not date(2000, 1, 1) <= field.data <= latest:
-        raise ValidationError(_l("The closing date must be within five years."))
+def possible_closing_day(form: object, field: DateField) -> None:
+    """The letters service's rule, checked with the form's other fields so that a past date
+    is named together with any other mistake, not on the next attempt."""
+    if field.data and (problem := closing_problem(end_of_day(field.data), utcnow())):
+        raise ValidationError(problem)
 
 
 class LoginForm(Form):
@@ -142,7 +141,7 @@ class LetterForm(Form):
     )
     closes_on = DayField(
         _l("Closing date (optional)"),
-        validators=[Optional(), within_five_years],
+        validators=[Optional(), possible_closing_day],
         description=_l("Signatures are accepted until the end of this day (UK time)."),
     )
     ask_postcode = BooleanField(_l("Ask signers for their postcode"))

@@ -113,11 +113,18 @@ def validate(data: LetterInput, now: datetime) -> None:
             ) from None
     if data.goal is not None and not 1 <= data.goal <= GOAL_MAX:
         raise InvalidInput(f"The goal must be from 1 to {GOAL_MAX:,}.", field="goal")
-    if data.closes_at is not None:
-        if data.closes_at <= now:
-            raise InvalidInput("The closing date must be in the future.", field="closes_on")
-        if data.closes_at > now + LONGEST_CAMPAIGN:
-            raise InvalidInput("The closing date must be within five years.", field="closes_on")
+    if data.closes_at is not None and (problem := closing_problem(data.closes_at, now)):
+        raise InvalidInput(problem, field="closes_on")
+
+
+def closing_problem(closes_at: datetime, now: datetime) -> str | None:
+    """What is wrong with closing a letter at `closes_at`, or None (the form asks this too,
+    so that it can say so together with any other mistake)."""
+    if closes_at <= now:
+        return "The closing date must be in the future."
+    if closes_at > now + LONGEST_CAMPAIGN:
+        return "The closing date must be within five years."
+    return None
 
 
 def check_text(field: str, value: str, limit: int, *, multiline: bool = False) -> None:
