@@ -115,7 +115,11 @@ def _render(
             status,
             headers,
         )
-    page = render_template("errors/error.html", status=status, title=title, message=message)
+    # Refused on a letter's own addresses (signing a closed letter, say): offer the way back to it.
+    slug = (request.view_args or {}).get("slug") if status != 404 else None
+    page = render_template(
+        "errors/error.html", status=status, title=title, message=message, letter_slug=slug
+    )
     return page, status, headers
 
 

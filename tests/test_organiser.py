@@ -125,6 +125,13 @@ def test_a_past_closing_date_is_named_with_the_other_mistakes_at_once(client, lo
     assert "The closing date must be in the future." in page
 
 
+def test_the_preview_shows_the_days_left_as_members_will_see_them(client, logged_in):
+    created = client.post("/organiser/letters/new", data=dict(LETTER_FORM, closes_on="2030-06-30"))
+    preview = client.get(f"{created.headers['Location']}/preview").get_data(as_text=True)
+    assert "days left · closes at the end of 30 June 2030" in preview
+    assert "no longer collecting signatures" not in preview
+
+
 def test_closing_date_survives_editing_unchanged(client, logged_in):
     created = client.post("/organiser/letters/new", data=dict(LETTER_FORM, closes_on="2030-06-30"))
     letter_path = created.headers["Location"]
@@ -275,8 +282,12 @@ def test_delivery_link_lets_the_office_download_until_revoked(
 
     delivery = fresh_session().scalar(select(Delivery))
     client.post(f"/organiser/letters/{letter.id}/deliveries/{delivery.id}/revoke")
-    assert office.get(url).status_code == 404
-    assert office.get("/deliveries/made-up-token-that-is-long").status_code == 404
+    revoked = office.get(url)
+    assert revoked.status_code == 404
+    assert "The organisers have revoked this delivery link." in revoked.get_data(as_text=True)
+    garbled = office.get("/deliveries/made-up-token-that-is-long")
+    assert garbled.status_code == 404
+    assert "check that the whole link was copied" in garbled.get_data(as_text=True)
 
 
 def test_repeated_wrong_passwords_are_slowed_down(client, make_organiser):

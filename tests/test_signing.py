@@ -463,6 +463,8 @@ def test_closed_letter_shows_closed_and_refuses_signatures_politely(client, make
     response = client.post(f"/letters/{letter.slug}/sign", data=sign_data())
     assert response.status_code == 409
     assert "no longer collecting signatures" in response.get_data(as_text=True)
+    assert f'<a href="/letters/{letter.slug}">Back to the letter</a>' in response.get_data(True)
+    assert "Back to the letter" not in client.get("/letters/no-such-letter").get_data(True)
 
 
 def test_letter_past_its_closing_date_is_closed(client, make_letter):

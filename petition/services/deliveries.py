@@ -37,8 +37,15 @@ def find(session: Session, raw: str, now: datetime | None = None) -> tuple[Deliv
     delivery = None
     if tokens.looks_like_token(raw):
         delivery = session.scalar(select(Delivery).where(Delivery.token_hash == tokens.digest(raw)))
-    if delivery is None or delivery.revoked_at is not None:
-        raise InvalidToken("This delivery link is not valid. Ask the organisers for a new one.")
+    if delivery is None:
+        raise InvalidToken(
+            "This delivery link is not valid: check that the whole link was copied, "
+            "or ask the organisers for a new one."
+        )
+    if delivery.revoked_at is not None:  # said only to whoever holds the whole link
+        raise InvalidToken(
+            "The organisers have revoked this delivery link. Ask them for a new one."
+        )
     if delivery.expires_at <= now:
         raise TokenExpired("This delivery link has expired. Ask the organisers for a new one.")
     return delivery, session.get_one(Letter, delivery.letter_id)
