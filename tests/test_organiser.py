@@ -208,6 +208,28 @@ def test_organisers_see_only_their_own_letters(client, make_organiser, make_lett
     assert client.post(f"/organiser/letters/{theirs.id}/close").status_code == 404
     assert client.get(f"/organiser/letters/{theirs.id}/signatories.csv").status_code == 404
     assert theirs.title not in client.get("/organiser/").get_data(as_text=True)
+    their_draft = make_letter(status="draft", organiser=other)
+    assert client.post(f"/organiser/letters/{their_draft.id}/delete").status_code == 404
+    assert fresh_session().scalar(select(Letter.id).where(Letter.id == their_draft.id))
+
+
+def test_a_draft_can_be_deleted_and_a_published_letter_cannot(client, logged_in, make_letter):
+    draft = make_letter(status="draft", organiser=logged_in, title="Typed by mistake")
+    page = client.get(f"/organiser/letters/{draft.id}").get_data(as_text=True)
+    assert "Delete this draft? It cannot be undone." in page
+    deleted = client.post(f"/organiser/letters/{draft.id}/delete")
+    assert deleted.headers["Location"].endswith("/organiser/")
+    listing = client.get("/organiser/").get_data(as_text=True)
+    assert "Deleted the draft “Typed by mistake”." in listing
+    assert fresh_session().scalar(select(Letter.id).where(Letter.id == draft.id)) is None
+    fresh_session().expunge_all()  # SQLite may give the next letter the deleted one's id
+
+    published = make_letter(organiser=logged_in)
+    refused = client.post(f"/organiser/letters/{published.id}/delete")
+    assert refused.status_code == 409
+    assert "Only a draft can be deleted" in refused.get_data(as_text=True)
+    assert "Delete draft" not in client.get(f"/organiser/letters/{published.id}").get_data(True)
+    assert fresh_session().scalar(select(Letter.id).where(Letter.id == published.id))
 
 
 def _rows(response) -> list[dict[str, str]]:

@@ -256,6 +256,17 @@ def close(session: Session, letter: Letter, now: datetime | None = None) -> None
     session.flush()
 
 
+def delete_draft(session: Session, letter: Letter) -> None:
+    """Delete a letter nobody but its organiser has seen; a published one is closed instead,
+    since people have signed it or may yet."""
+    if letter.status is not LetterStatus.DRAFT:
+        raise LetterNotEditable(
+            "Only a draft can be deleted: a published letter stays online, closed if need be."
+        )
+    session.delete(letter)
+    session.flush()
+
+
 def get_public(session: Session, slug: str) -> Letter:
     """A published (open or closed) letter by slug; drafts do not exist for the public."""
     letter = session.scalar(

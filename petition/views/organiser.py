@@ -196,6 +196,17 @@ def close_letter(letter_id: int):
     return redirect(url_for("organiser.show_letter", letter_id=letter_id), 303)
 
 
+@bp.post("/letters/<id:letter_id>/delete")
+@login_required
+def delete_draft(letter_id: int):
+    with transaction() as session:
+        letter = letters.get_for_organiser(session, current_user, letter_id)
+        title = letter.title
+        letters.delete_draft(session, letter)
+    flash(_("Deleted the draft “%(title)s”.", title=title))
+    return redirect(url_for("organiser.dashboard"), 303)
+
+
 @bp.get("/letters/<id:letter_id>/signatories.csv")
 @login_required
 def export_letter(letter_id: int):
