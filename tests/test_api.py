@@ -16,7 +16,7 @@ def test_letter_json_has_the_documented_fields(client, make_letter, mailbox):
     body = response.get_json()
     assert set(body) == {
         "slug", "title", "recipient", "status", "signature_count", "goal", "closes_at",
-        "updated_at",
+        "closed_at", "updated_at",
     }  # fmt: skip
     assert body["slug"] == letter.slug
     assert body["recipient"] == {"name": "Alex Morgan MP", "role": "MP for Northtown"}
@@ -24,7 +24,12 @@ def test_letter_json_has_the_documented_fields(client, make_letter, mailbox):
     assert body["signature_count"] == 1
     assert body["goal"] == 5000
     assert body["closes_at"] == "2030-01-01T00:00:00+00:00"
+    assert body["closed_at"] is None
     assert "public" in response.headers["Cache-Control"]
+    closed = make_letter(status="closed", slug="closed-early", closes_at=closes)
+    body = client.get(f"/api/v1/letters/{closed.slug}").get_json()
+    assert (body["status"], body["closes_at"]) == ("closed", "2030-01-01T00:00:00+00:00")
+    assert body["closed_at"].startswith(str(closed.closed_at.date()))
 
 
 def test_etag_lets_pollers_skip_unchanged_bodies(client, make_letter, mailbox):

@@ -34,7 +34,8 @@ def letter_json(letter: Letter, count: int) -> dict:
         "status": letter.effective_status(utcnow()).value,
         "signature_count": count,
         "goal": letter.goal,
-        "closes_at": _iso(letter.closes_at),
+        "closes_at": _iso(letter.closes_at),  # as planned: a letter may close before it
+        "closed_at": _iso(letter.closed_at),
         "updated_at": _iso(letter.updated_at),
     }
 
