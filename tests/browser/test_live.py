@@ -206,3 +206,21 @@ def test_screenshots_of_the_letter_page(page: Page, make_letter, mailbox, emaile
         page.goto(f"/letters/{letter.slug}")
         page.screenshot(path=str(folder / f"letter-{name}.png"), full_page=name == "phone")
         assert (folder / f"letter-{name}.png").stat().st_size > 10_000
+
+
+def test_a_new_delivery_link_can_be_copied_in_one_press(context, page: Page, make_letter):
+    with transaction() as session:
+        organiser = organisers.create(session, "org@example.org", "long enough password")
+    letter = make_letter(organiser=organiser)
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.goto("/organiser/login")
+    page.get_by_label("Email address").fill("org@example.org")
+    page.get_by_label("Password").fill("long enough password")
+    page.get_by_role("button", name="Log in").click()
+    page.goto(f"/organiser/letters/{letter.id}")
+    page.get_by_role("button", name="Create a delivery link").click()
+    shown = page.locator("#delivery-url").input_value()
+    assert "/deliveries/" in shown
+    page.get_by_role("button", name="Copy link").click()
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == shown
