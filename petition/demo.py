@@ -7,13 +7,15 @@ import os
 import secrets
 import signal
 import socket
+import sys
 import threading
 from pathlib import Path
 
 import click
 from flask import Flask
 from sqlalchemy import select
-from werkzeug.serving import make_server, select_address_family
+from werkzeug.serving import WSGIRequestHandler, make_server, select_address_family
+from werkzeug.urls import uri_to_iri
 
 from petition import create_app, links, migrate
 from petition.db import transaction
@@ -42,6 +44,18 @@ Yours sincerely,
 
 The undersigned members
 """
+
+
+class _RequestLog(WSGIRequestHandler):
+    """werkzeug's line per request, in colour only on a terminal: its colour codes made a log
+    file written from the demo hard to read."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if sys.stderr.isatty():
+            super().log_request(code, size)
+            return
+        line = f"{self.command} {uri_to_iri(self.path)} {self.request_version}"
+        self.log("info", '"%s" %s %s', line, code, size)
 
 
 def run(host: str, port: int, database: Path | None = None) -> None:
@@ -73,7 +87,9 @@ def run(host: str, port: int, database: Path | None = None) -> None:
             hint = "give --host an address of this machine, such as 127.0.0.1"
         raise click.ClickException(f"Cannot listen on {host}:{port}: {hint}.") from None
     with listener:
-        server = make_server(host, port, app, threaded=True, fd=listener.fileno())
+        server = make_server(
+            host, port, app, threaded=True, request_handler=_RequestLog, fd=listener.fileno()
+        )
     migrate.upgrade(app.config["DATABASE_URL"])
     password = secrets.token_urlsafe(9)
     with app.app_context():

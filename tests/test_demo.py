@@ -112,6 +112,9 @@ def test_the_demo_serves_its_letter_and_a_second_one_leaves_it_alone(running_dem
 
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=20) == 0
+    log = process.stderr.read()
+    assert '"GET /letters/stand-for-the-leadership HTTP/1.1" 200' in log
+    assert "\x1b[" not in log  # no terminal colours in a log that is not a terminal
 
 
 def test_the_settings_the_demo_prints_point_other_commands_at_it(running_demo, tmp_path):
