@@ -296,7 +296,10 @@ def test_delivery_link_lets_the_office_download_until_revoked(
     assert shown.headers["Cache-Control"] == "private, no-store"
     rows = _rows(office.get(f"{url}/signatories.csv"))
     assert [r["name"] for r in rows] == ["Jane Doe"]
-    assert "1</td>" in client.get(f"/organiser/letters/{letter.id}").get_data(as_text=True)
+    organiser_page = client.get(f"/organiser/letters/{letter.id}").get_data(as_text=True)
+    assert "1</td>" in organiser_page
+    made = re.search(r"<td>(\d+ \w+ \d{4}, \d\d:\d\d)</td>", organiser_page).group(1)
+    assert f"Revoke the link created {made}? Whoever has it" in organiser_page
     client.post(f"/organiser/letters/{letter.id}/close")
     assert ": this is the final list." in office.get(url).get_data(as_text=True)
 

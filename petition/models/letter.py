@@ -54,9 +54,13 @@ class Letter(Base):
     # When news of the letter last went to its signers (services/news.py: once a day at most).
     news_sent_at: Mapped[datetime | None]
 
-    def accepts_signatures(self, now: datetime) -> bool:
-        """Open, and not past its closing date."""
-        return self.status is LetterStatus.OPEN and (self.closes_at is None or now < self.closes_at)
+    def accepts_signatures(self, now: datetime, *, as_published: bool = False) -> bool:
+        """Open, and not past its closing date; `as_published` counts a draft as open, as its
+        preview shows it."""
+        open_statuses = (
+            (LetterStatus.OPEN, LetterStatus.DRAFT) if as_published else (LetterStatus.OPEN,)
+        )
+        return self.status in open_statuses and (self.closes_at is None or now < self.closes_at)
 
     def effective_status(self, now: datetime) -> LetterStatus:
         """The status a visitor sees: an open letter past its closing date reads as closed."""

@@ -15,7 +15,7 @@ from petition.db import get_session, transaction, utcnow
 from petition.errors import DomainError
 from petition.forms.organiser import LetterForm, LoginForm, NewsForm
 from petition.limits import check_login_attempt
-from petition.models import Letter, LetterStatus
+from petition.models import Letter
 from petition.services import counts, deliveries, letters, news, organisers
 from petition.services.letters import LetterInput
 from petition.views import csv_response, show_on_form
@@ -162,16 +162,12 @@ def edit_letter(letter_id: int):
 def preview_letter(letter_id: int):
     session = get_session()
     letter = letters.get_for_organiser(session, current_user, letter_id)
-    now = utcnow()
     return render_template(
         "public/letter.html",
         letter=letter,
         form=None,
         count=counts.current(session, letter.id),
-        # As members will see it: a draft as if published now (its days left), others as they are.
-        accepting=letter.accepts_signatures(now)
-        if letter.status is not LetterStatus.DRAFT
-        else letter.closes_at is None or now < letter.closes_at,
+        accepting=letter.accepts_signatures(utcnow(), as_published=True),
         preview=True,
     )
 
