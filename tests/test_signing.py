@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
+import time
 from datetime import timedelta
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
 from sqlalchemy import event, func, select
 
-from petition import db, driver
+from petition import db, driver, tokens
 from petition.db import transaction, utcnow
 from petition.models import Message, MessageState, Signature, SignatureState
 from petition.services import letters, signatures
@@ -333,6 +336,39 @@ def test_expired_pending_signatures_are_purged(app, client, make_letter, mailbox
     assert remaining == ["jane@example.org"]
     unsent = fresh_session().scalars(select(Message.to_address)).all()
     assert "sam@example.org" not in unsent
+
+
+def test_links_mailed_before_tokens_carried_their_time_still_work(client, make_letter, mailbox):
+    """A token from before the time prefix (43 random characters, stored as its whole hash)
+    confirms and manages the signature as it did."""
+    letter = make_letter()
+    client.post(f"/letters/{letter.slug}/sign", data=sign_data())
+    old_verify = secrets.token_urlsafe(32)
+    with transaction() as session:
+        session.scalar(select(Signature)).verify_token_hash = sha256(
+            old_verify.encode()
+        ).hexdigest()
+    page = client.post(f"/verify/{old_verify}")
+    assert "You are signature #1" in page.get_data(as_text=True)
+
+    old_manage = secrets.token_urlsafe(32)
+    with transaction() as session:
+        session.scalar(select(Signature)).manage_token_hash = sha256(
+            old_manage.encode()
+        ).hexdigest()
+    assert "Withdraw my signature" in client.get(f"/signature/{old_manage}").get_data(as_text=True)
+
+
+def test_token_digests_keep_time_order_and_only_a_hash_of_the_secret():
+    first_raw, first = tokens.new_token()
+    time.sleep(0.002)
+    second_raw, second = tokens.new_token()
+    assert first < second  # each new row's index entry lands beside the last one's
+    for raw, digest in ((first_raw, first), (second_raw, second)):
+        assert len(digest) == 64 and tokens.looks_like_token(raw)
+        secret = raw[tokens.TIME_DIGITS :]
+        assert secret not in digest and digest == tokens.digest(raw)
+        assert digest[tokens.TIME_DIGITS :] == sha256(secret.encode()).hexdigest()[:52]
 
 
 def test_unknown_and_malformed_tokens_get_a_friendly_404(client, make_letter):
