@@ -118,7 +118,7 @@ def test_a_lost_server_is_an_operational_error_and_the_next_unit_connects_afresh
     backend = pooled.driver_connection.info.backend_pid
     with engine().connect() as other:
         other.exec_driver_sql(f"SELECT pg_terminate_backend({backend})")
-        pooled.close()  # back in the pool first, where the next unit will find it
+    pooled.close()  # back in the pool last, so the next unit takes it (last in, first out)
 
     with pytest.raises(exc.OperationalError) as lost, driver.unit(engine()) as unit:
         unit.execute(mail.QUEUE, _queued("never stored"))
