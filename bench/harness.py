@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cpu, profiling, queries, seed, wrk
+from bench import cpu, measured, profiling, queries, seed, wrk
 from bench.servers import HOST, REPO, Gunicorn, GunicornSettings, clean_env
 from petition.worker import FOLD_EVERY_SECONDS, RECLAIM_AFTER_EVENTS, CountFolder
 
@@ -463,29 +463,22 @@ def rows_written(message: str) -> int:
 def run_export(
     db: seed.BenchDatabase, env: dict[str, str], slug: str, output: Path
 ) -> dict[str, Any]:
-    """`petition letters export SLUG -o FILE` as a child: wall time and its own peak RSS."""
+    """`petition letters export SLUG -o FILE` as a command of its own: wall time and its own
+    peak RSS (bench/measured.py)."""
     command = [str(Path(sys.executable).with_name("petition")), "letters", "export", slug]
-    command += ["-o", str(output)]
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    _pid, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    _out, err = process.communicate()
-    message = err.decode(errors="replace").strip()
-    if process.returncode != 0:
-        raise RuntimeError(f"export failed ({process.returncode}): {message}")
+    result = measured.run([*command, "-o", str(output)], cwd=REPO, env=env)
+    message = result.stderr.strip()
+    if result.returncode != 0:
+        raise RuntimeError(f"export failed ({result.returncode}): {message}")
     rows = rows_written(message)
     size = output.stat().st_size
     output.unlink()
     return {
         "rows": rows,
-        "seconds": round(wall, 3),
-        "rows_per_s": round(rows / wall, 1) if wall else 0.0,
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+        "seconds": round(result.seconds, 3),
+        "rows_per_s": round(rows / result.seconds, 1) if result.seconds else 0.0,
+        "peak_rss_mb": round(result.peak_rss_mb, 1),
+        "cpu_s": round(result.cpu_s, 3),
         "bytes": size,
     }
 

@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import harness, seed, wrk
+from bench import harness, measured, seed, wrk
 from bench.servers import HOST, REPO, Gunicorn
 
 SLUG = "soak"
@@ -127,28 +126,17 @@ def _tokens(db: seed.BenchDatabase) -> tuple[list[str], int]:
 
 def _export(env: dict[str, str], output: Path) -> tuple[dict[str, Any], list[dict[str, str]]]:
     command = [str(Path(sys.executable).with_name("petition")), "letters", "export", SLUG]
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [*command, "-o", str(output)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    _pid, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    _out, err = process.communicate()
-    if process.returncode != 0:
-        raise RuntimeError(f"export failed: {err.decode(errors='replace')}")
+    result = measured.run([*command, "-o", str(output)], cwd=REPO, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"export failed: {result.stderr}")
     with output.open(encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.DictReader(handle))
     output.unlink()
     return {
         "rows": len(rows),
-        "seconds": round(wall, 3),
-        "rows_per_s": round(len(rows) / wall, 1) if wall else 0.0,
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "seconds": round(result.seconds, 3),
+        "rows_per_s": round(len(rows) / result.seconds, 1) if result.seconds else 0.0,
+        "peak_rss_mb": round(result.peak_rss_mb, 1),
     }, rows
 
 

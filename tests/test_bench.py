@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from bench import measured
 from bench.harness import rows_written, workers_by_backend
 from bench.interleaved import Config, parse_config
 
@@ -92,3 +93,18 @@ def test_the_rows_an_export_says_it_wrote_are_read_from_its_message():
     assert rows_written("Wrote 1,000,000 signatories to /tmp/x.csv") == 1_000_000
     assert rows_written("Wrote 1 signatory to /tmp/x.csv") == 1
     assert rows_written("Error: There is no letter with the slug 'x'.") == -1
+
+
+def test_a_measured_command_is_charged_only_its_own_memory(tmp_path):
+    """A child forked from a large process inherits that process's peak in ru_maxrss; the
+    export's figure must be the export's."""
+    ballast = bytearray(200 * 1024 * 1024)
+    ballast[::4096] = b"\x01" * len(ballast[::4096])  # touch every page: resident
+    grow = "x = bytearray(40 * 1024 * 1024); x[::4096] = b'1' * len(x[::4096]); print('done')"
+    result = measured.run([sys.executable, "-c", grow], cwd=tmp_path, env=dict(os.environ))
+    assert result.returncode == 0 and result.stdout == "done\n"
+    assert 40 < result.peak_rss_mb < 100, result.peak_rss_mb
+    del ballast
+
+    failed = measured.run(["/bin/sh", "-c", "echo why >&2; exit 3"], cwd=tmp_path, env={})
+    assert (failed.returncode, failed.stderr) == (3, "why\n")
