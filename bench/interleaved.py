@@ -128,23 +128,49 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     wrk.wrk_binary()
-    redis_url = harness.checked_redis_url()
+    report = compare(
+        args.configs,
+        rounds=args.rounds,
+        seconds=args.seconds,
+        redis_url=harness.checked_redis_url(),
+    )
+    print()
+    print(report["text"])
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwritten to {args.output}")
+    return 0 if report["errors"] == 0 else 1
+
+
+def compare(
+    configs: list[Config],
+    *,
+    rounds: int,
+    seconds: float,
+    redis_url: str | None,
+    rows: int = 0,
+) -> dict[str, Any]:
+    """Serve every configuration at once and take turns at sign and verify; the summary
+    (_summary()) with every turn's results. `rows` verified signatures are seeded on another
+    letter of each database, as `python -m bench` seeds its big letter."""
     work = Path(tempfile.mkdtemp(prefix="petition-bench-interleaved-"))
     # The harness's own settings for what is shared: wrk, re-measuring off (turns replace it).
     runner = harness.Runner(
-        harness.parse_args(["--seconds", str(args.seconds), "--warmup", "1", "--retries", "0"]),
+        harness.parse_args(["--seconds", str(seconds), "--warmup", "1", "--retries", "0"]),
         work,
     )
-    tokens_needed = harness.VERIFY_RATE_CEILING * int(args.seconds + 1) * args.rounds
+    tokens_needed = harness.VERIFY_RATE_CEILING * int(seconds + 1) * rounds
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, work, ignore_errors=True)
         databases: dict[tuple[str, float, int], dict[str, Any]] = {}
         turns = []
-        for number, config in enumerate(args.configs):
+        for number, config in enumerate(configs):
             found = databases.get(config.database_key)
             if found is None:
-                found = _database(stack, config, work / f"db{len(databases)}", redis_url)
+                folder = work / f"db{len(databases)}"
+                found = _database(stack, config, folder, redis_url, rows)
                 databases[config.database_key] = found
             found["tokens_needed"] += tokens_needed
             turns.append((config, found, _server(stack, config, found, work / f"g{number}.log")))
@@ -153,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             found["tokens"] = found["db"].seed_pending(found["writes"], found["tokens_needed"])
             found["db"].analyze()
             found["folder"].start()
-        for round_number in range(args.rounds):
+        for round_number in range(rounds):
             for config, found, (server, cookie, csrf) in turns:
                 runner.database = found["db"] if config.backend == "postgresql" else None
                 runner.redis_url = found["redis_url"]
@@ -161,17 +187,12 @@ def main(argv: list[str] | None = None) -> int:
                 label = f"round {round_number + 1} {config.name}"
                 measured["sign"].append(_sign(runner, server, cookie, csrf, label))
                 measured["verify"].append(_verify(runner, server, cookie, csrf, found, label))
-    report = _summary(args.configs, results)
-    print()
-    print(report["text"])
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report | {"results": results}, indent=2) + "\n")
-        print(f"\nwritten to {args.output}")
-    return 0 if report["errors"] == 0 else 1
+    return _summary(configs, results) | {"results": results}
 
 
-def _database(stack: ExitStack, config: Config, folder: Path, redis_url: str | None) -> dict:
+def _database(
+    stack: ExitStack, config: Config, folder: Path, redis_url: str | None, rows: int
+) -> dict:
     folder.mkdir()
     if config.backend == "sqlite":
         db, redis_url = seed.BenchDatabase.sqlite(folder), None
@@ -182,7 +203,10 @@ def _database(stack: ExitStack, config: Config, folder: Path, redis_url: str | N
     app = db.app(folder / "mail", redis_url)
     stack.callback(lambda: app.extensions["petition.engine"].dispose())
     writes = db.create_letter(app, "writes", "bench-writes", "Open the library on Sundays")
-    db.create_letter(app, "million", "bench-million", "Save the Riverside library")  # readiness
+    big = db.create_letter(app, "million", "bench-million", "Save the Riverside library")
+    if rows:
+        with seed.timed(f"{config.backend}: seeded {rows:,} verified signatures", harness.log):
+            db.seed_verified(big, rows)
     folder_thread = harness.Folder(db, folder / "mail", config.fold, config.reclaim)
     stack.callback(folder_thread.stop)
     return {

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from bench import measured
-from bench.harness import rows_written, workers_by_backend
+from bench.harness import judge, parse_args, rows_written, table, workers_by_backend
 from bench.interleaved import Config, parse_config
 
 
@@ -108,3 +108,29 @@ def test_a_measured_command_is_charged_only_its_own_memory(tmp_path):
 
     failed = measured.run(["/bin/sh", "-c", "echo why >&2; exit 3"], cwd=tmp_path, env={})
     assert (failed.returncode, failed.stderr) == (3, "why\n")
+
+
+def test_postgresql_is_judged_against_sqlite_on_the_turns_when_taken():
+    measured = {"p50_ms": 9.0, "p99_ms": 20.0, "errors": 0, "server_cpu_ms_per_req": 0.7}
+    measured |= {"foreign_cpu_pct": 1.0}
+    rows = [
+        {"scenario": "sign", "backend": "sqlite", "rps": 2000.0, **measured},
+        {"scenario": "sign", "backend": "postgresql+redis", "rps": 1400.0, **measured},
+    ]
+    judge(rows, lambda _backend: 7000.0, {"sign": 0.83})
+    assert rows[1]["pass"] and rows[1]["ratio_to_sqlite"] == 0.7
+    assert rows[1]["ratio_to_sqlite_in_turns"] == 0.83
+    assert "(is 0.83 in turns, 0.70 apart)" in table(rows, [])
+
+    judge(rows, lambda _backend: 7000.0, {"sign": 0.0})  # turns that got wrong answers
+    assert not rows[1]["pass"]
+    rows[1].pop("ratio_to_sqlite_in_turns")
+    judge(rows, lambda _backend: 7000.0)  # no turns taken: the two runs' own figures
+    assert not rows[1]["pass"] and "(is 0.70)" in table(rows, [])
+
+
+def test_turns_are_a_count_of_rounds():
+    assert parse_args([]).turns == 3
+    assert parse_args(["--turns", "0"]).turns == 0
+    with pytest.raises(SystemExit):
+        parse_args(["--turns", "-1"])
