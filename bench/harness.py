@@ -526,8 +526,8 @@ def run_backend(
         pool = per_attempt * (args.retries + 1) + 3
         with seed.timed(f"{backend}: seeded {pool:,} pending signatures", log):
             raw_tokens = db.seed_pending(writes, pool)
-        with seed.timed(f"{backend}: analyze and recount", log):
-            db.analyze()
+        with seed.timed(f"{backend}: settle and recount", log):
+            db.settle()
             counted = db.recount(app)
         expected = {empty.slug: 0, big.slug: big.verified, small.slug: small.verified}
         for slug, value in expected.items():

@@ -177,7 +177,7 @@ def compare(
         for found in databases.values():
             harness.log(f"{found['db'].name or found['db'].url}: seeding pending signatures")
             found["tokens"] = found["db"].seed_pending(found["writes"], found["tokens_needed"])
-            found["db"].analyze()
+            found["db"].settle()
             found["folder"].start()
         for round_number in range(rounds):
             for config, found, (server, cookie, csrf) in turns:
