@@ -1129,7 +1129,7 @@ def compare_in_turns(runner: Runner, redis_url: str | None) -> dict[str, Any]:
     The runs above measure PostgreSQL minutes after SQLite, and this machine's speed drifts by
     more than a tenth within minutes; the target of 0.8 times SQLite compares the two under the same
     conditions instead. Each backend gets a fresh database holding --rows signatures, served as
-    in the runs; every round is SQLite then PostgreSQL, and the ratio is the median over rounds.
+    in the runs; the rounds alternate which goes first, and the ratio is the median over rounds.
     Turns with a wrong status make the ratios 0, so that the target fails visibly.
     """
     from bench import interleaved  # it builds on this module
@@ -1144,7 +1144,7 @@ def compare_in_turns(runner: Runner, redis_url: str | None) -> dict[str, Any]:
         )
         for backend in BACKENDS
     ]
-    log(f"taking turns: {args.turns} rounds of sign and verify, SQLite then PostgreSQL")
+    log(f"taking turns: {args.turns} rounds of sign and verify on SQLite and PostgreSQL")
     summary = interleaved.compare(
         configs, rounds=args.turns, seconds=args.seconds, redis_url=redis_url, rows=args.rows
     )

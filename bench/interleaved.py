@@ -180,7 +180,9 @@ def compare(
             found["db"].settle()
             found["folder"].start()
         for round_number in range(rounds):
-            for config, found, (server, cookie, csrf) in turns:
+            # The order reverses every round, so that no configuration always comes first.
+            ordered = turns if round_number % 2 == 0 else turns[::-1]
+            for config, found, (server, cookie, csrf) in ordered:
                 runner.database = found["db"] if config.backend == "postgresql" else None
                 runner.redis_url = found["redis_url"]
                 measured = results.setdefault(config.name, {name: [] for name in SCENARIOS})
