@@ -997,10 +997,9 @@ def judge(
     baseline_rps_for: Callable[[str], float],
     in_turns: dict[str, float] | None = None,
 ) -> None:
-    """Mark each row's target and pass. PostgreSQL's sign and verify are judged on `in_turns`
-    (scenario: PostgreSQL's median ratio to SQLite, taken in turns) when given, else on the two
-    rows' own figures."""
-    """Add ratio, target and pass to each row, against the baseline served as its backend was."""
+    """Add ratio, target and pass to each row, against the baseline served as its backend was.
+    PostgreSQL's sign and verify are judged on `in_turns` (scenario: PostgreSQL's median ratio
+    to SQLite, taken in turns) when given, else on the two rows' own figures."""
 
     def find(scenario: str, backend_prefix: str) -> dict[str, Any] | None:
         for row in rows:
