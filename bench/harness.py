@@ -1135,13 +1135,8 @@ def compare_in_turns(runner: Runner, redis_url: str | None) -> dict[str, Any]:
 
     args = runner.args
     configs = [
-        interleaved.Config(
-            backend,
-            workers=runner.gunicorn(backend).workers,
-            worker_class=runner.gunicorn(backend).worker_class,
-            threads=runner.gunicorn(backend).threads,
-        )
-        for backend in BACKENDS
+        interleaved.Config(backend, settings.workers, settings.worker_class, settings.threads)
+        for backend, settings in ((name, runner.gunicorn(name)) for name in BACKENDS)
     ]
     log(f"taking turns: {args.turns} rounds of sign and verify on SQLite and PostgreSQL")
     summary = interleaved.compare(

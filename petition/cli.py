@@ -232,20 +232,22 @@ def organisers_set_password(email: str, password_stdin: bool) -> None:
 @click.argument("email")
 def organisers_disable(email: str) -> None:
     """End EMAIL's sessions and refuse their logins (their letters stay as they are)."""
+    shown = email.strip().lower()
     if _set_active(email, False):
-        click.echo(f"Disabled {email.strip().lower()}: logged out everywhere, and cannot log in.")
+        click.echo(f"Disabled {shown}: logged out everywhere, and cannot log in.")
     else:
-        click.echo(f"{email.strip().lower()} was already disabled; nothing changed.")
+        click.echo(f"{shown} was already disabled; nothing changed.")
 
 
 @organisers_cli.command("enable")
 @click.argument("email")
 def organisers_enable(email: str) -> None:
     """Let a disabled organiser log in again."""
+    shown = email.strip().lower()
     if _set_active(email, True):
-        click.echo(f"Enabled {email.strip().lower()}: they can log in again.")
+        click.echo(f"Enabled {shown}: they can log in again.")
     else:
-        click.echo(f"{email.strip().lower()} was not disabled; nothing changed.")
+        click.echo(f"{shown} was not disabled; nothing changed.")
 
 
 def _set_active(email: str, active: bool) -> bool:
