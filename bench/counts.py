@@ -76,10 +76,10 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from bench.servers import refuse_remote_database
 from petition.db import sqlite_pragmas
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-ALLOWED_HOSTS = {"127.0.0.1"}
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "counts.json"
 LETTER_ID = 1
 STRATEGIES = ("C", "A", "B")  # C first: it is the baseline the others are compared with
@@ -173,16 +173,11 @@ class Schema:
 # --------------------------------------------------------------------------- engines
 
 
-def check_local(url: sa.URL) -> None:
-    if url.host not in ALLOWED_HOSTS:
-        raise SystemExit(f"refusing to connect to {url.host!r}: only {sorted(ALLOWED_HOSTS)}")
-
-
 def pg_engine(url_text: str, pool_size: int) -> Engine:
     url = sa.make_url(url_text)
     if not url.drivername.startswith("postgresql"):
         raise SystemExit(f"PETITION_BENCH_DATABASE_URL is not PostgreSQL: {url.drivername}")
-    check_local(url)
+    refuse_remote_database(url)
     return sa.create_engine(url, pool_size=pool_size, max_overflow=4)
 
 

@@ -508,10 +508,11 @@ def run_backend(
     rows: list[dict[str, Any]] = []
     app = None
     try:
-        log(f"{backend}: migrating {db.name or db.url}")
+        log(f"{backend}: migrating {db.name or db.url} ({db.reached_through()})")
         db.migrate()
         info["server_version"] = db.server_version()
         info["server_settings"] = db.server_settings()
+        info["reached_through"] = db.reached_through()
         if redis_url:
             info["redis_version"] = seed.redis_version(redis_url)
         app = db.app(mail_dir, redis_url)

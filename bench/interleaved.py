@@ -14,7 +14,8 @@ A configuration is a backend (sqlite, postgresql) and any of workers=N, class=sy
 threads=N (gunicorn), fold=S (seconds between folds of count events), reclaim=N (vacuum
 count_event after every N folded events) and synchronous=LEVEL (SQLite's synchronous pragma:
 off, normal, full, extra; PostgreSQL's synchronous_commit: off, local, on; see
-bench/synchronous_app.py). PostgreSQL needs PETITION_BENCH_DATABASE_URL, and
+bench/synchronous_app.py), and on PostgreSQL socket=DIR (the app connects through the Unix
+socket in DIR instead of the URL's host). PostgreSQL needs PETITION_BENCH_DATABASE_URL, and
 uses Redis too when PETITION_BENCH_REDIS_URL is set, as `python -m bench` does.
 """
 
@@ -33,6 +34,8 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import sqlalchemy as sa
 
 from bench import harness, seed, wrk
 from bench.servers import Gunicorn, GunicornSettings
@@ -56,6 +59,7 @@ class Config:
     fold: float = FOLD_EVERY_SECONDS
     reclaim: int = RECLAIM_AFTER_EVENTS
     synchronous: str | None = None  # the app's own: SQLite normal, PostgreSQL on
+    socket: str | None = None  # PostgreSQL: a Unix socket directory, instead of the URL's host
 
     @property
     def name(self) -> str:
@@ -85,6 +89,7 @@ def parse_config(text: str) -> Config:
         "fold": float,
         "reclaim": int,
         "synchronous": str.lower,
+        "socket": str,
     }
     fields = {"class": "worker_class"}
     values: dict[str, Any] = {}
@@ -101,6 +106,11 @@ def parse_config(text: str) -> Config:
     if values.get("synchronous", levels[0]) not in levels:
         raise argparse.ArgumentTypeError(
             f"{text!r}: synchronous on {backend} is one of {', '.join(levels)}"
+        )
+    socket = values.get("socket")
+    if socket is not None and (backend != "postgresql" or not socket.startswith("/")):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: socket is for postgresql, a directory such as /var/run/postgresql"
         )
     return Config(backend, **values)
 
@@ -228,12 +238,29 @@ def _server(stack: ExitStack, config: Config, found: dict, log_path: Path):
     )
     app = "petition.wsgi:app" if config.synchronous is None else "bench.synchronous_app:app"
     server = Gunicorn(app, settings, {}, log_path, ready_path="/api/v1/letters/bench-million")
-    server.env = harness.app_env(found["db"].url, found["mail"], found["redis_url"], server.port)
+    server.env = harness.app_env(
+        _app_url(found["db"].url, config), found["mail"], found["redis_url"], server.port
+    )
     if config.synchronous is not None:
         server.env["BENCH_SYNCHRONOUS"] = config.synchronous
     stack.enter_context(server)
     cookie, csrf = harness.form_session(server.port, "bench-writes")
     return server, cookie, urllib.parse.quote(csrf, safe="")
+
+
+def _app_url(url: str, config: Config) -> str:
+    """The database URL the app gets: through the Unix socket when the configuration says so."""
+    if config.socket is None:
+        return url
+    tcp = sa.make_url(url)
+    through_socket = sa.URL.create(
+        tcp.drivername,
+        tcp.username,
+        tcp.password,
+        database=tcp.database,
+        query={**tcp.query, "host": config.socket},
+    )
+    return through_socket.render_as_string(hide_password=False)
 
 
 def _sign(runner, server, cookie: str, csrf: str, label: str) -> dict[str, Any]:

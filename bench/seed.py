@@ -21,12 +21,12 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 
+from bench.servers import refuse_remote_database
 from petition import create_app, migrate, tokens
 from petition.db import transaction
 from petition.models import Signature, SignatureState
 from petition.services import counts, letters
 
-ALLOWED_HOSTS = {"127.0.0.1"}
 SECRET_KEY = "bench-" + "k" * 40  # a fixed, long key: cookies survive a gunicorn restart
 
 BODY = """Dear Minister,
@@ -78,8 +78,7 @@ class BenchDatabase:
         base = sa.make_url(server_url)
         if not base.drivername.startswith("postgresql"):
             raise SystemExit(f"PETITION_BENCH_DATABASE_URL is not PostgreSQL: {base.drivername}")
-        if base.host not in ALLOWED_HOSTS:
-            raise SystemExit(f"refusing to use a database server at {base.host!r}: 127.0.0.1 only")
+        refuse_remote_database(base)
         name = f"petition_bench_{uuid.uuid4().hex[:10]}"
         admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
         try:
@@ -102,6 +101,15 @@ class BenchDatabase:
             if self.backend == "postgresql":
                 return str(connection.exec_driver_sql("SHOW server_version").scalar())
             return str(connection.exec_driver_sql("SELECT sqlite_version()").scalar())
+
+    def reached_through(self) -> str:
+        """How the app reaches the database: a file, TCP or a Unix socket."""
+        url = sa.make_url(self.url)
+        if self.backend == "sqlite":
+            return "a file"
+        if url.host is None:
+            return f"the Unix socket in {url.query['host']}"
+        return f"TCP to {url.host}:{url.port or 5432}"
 
     def server_settings(self) -> dict[str, str]:
         """The settings that decide write and read speed (PostgreSQL) or the SQLite pragmas

@@ -12,9 +12,25 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
+
+
+def refuse_remote_database(url: Any) -> None:
+    """Exit unless a database URL (a sqlalchemy.URL) can reach this machine only: 127.0.0.1,
+    or a Unix socket directory given as ?host=/path (postgresql+psycopg://user@/db?host=/run/…).
+
+    A URL with no host at all is refused: libpq would take one from PGHOST.
+    """
+    socket_dir = url.query.get("host")
+    over_tcp = url.host == HOST and socket_dir is None
+    over_socket = url.host is None and isinstance(socket_dir, str) and socket_dir.startswith("/")
+    if (over_tcp or over_socket) and "hostaddr" not in url.query:
+        return
+    where = url.host or socket_dir or "PGHOST"
+    raise SystemExit(f"refusing to use a database server at {where!r}: {HOST} or a socket only")
 
 
 @dataclass(frozen=True)

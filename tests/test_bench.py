@@ -8,10 +8,12 @@ import subprocess
 import sys
 
 import pytest
+from sqlalchemy import make_url
 
 from bench import measured
 from bench.harness import judge, parse_args, rows_written, table, workers_by_backend
-from bench.interleaved import Config, parse_config
+from bench.interleaved import Config, _app_url, parse_config
+from bench.servers import refuse_remote_database
 
 
 def test_workers_follow_the_deployment_unless_told():
@@ -46,6 +48,19 @@ def test_an_interleaved_configuration_is_a_backend_and_its_settings():
     )
 
 
+def test_a_configuration_can_reach_postgresql_through_its_unix_socket():
+    config = parse_config("postgresql,workers=4,socket=/var/run/postgresql")
+    assert config.name == "postgresql,workers=4,socket=/var/run/postgresql"
+    assert config.database_key == parse_config("postgresql,workers=4").database_key
+    url = "postgresql+psycopg://postgres:secret@127.0.0.1:5432/petition_bench_1"
+    through_socket = make_url(_app_url(url, config))
+    assert (through_socket.host, through_socket.port) == (None, None)
+    assert through_socket.query == {"host": "/var/run/postgresql"}
+    assert (through_socket.username, through_socket.password) == ("postgres", "secret")
+    assert through_socket.database == "petition_bench_1"
+    assert _app_url(url, parse_config("postgresql")) == url
+
+
 def test_durability_is_a_setting_in_each_database_s_own_words():
     assert parse_config("sqlite,synchronous=FULL").synchronous == "full"
     assert parse_config("postgresql,synchronous=off").name == "postgresql,workers=2,synchronous=off"
@@ -61,6 +76,8 @@ def test_durability_is_a_setting_in_each_database_s_own_words():
         ("sqlite,workers", "as key=value"),
         ("sqlite,synchronous=on", "synchronous on sqlite is one of off, normal, full, extra"),
         ("postgresql,synchronous=full", "synchronous on postgresql is one of off, local, on"),
+        ("sqlite,socket=/var/run/postgresql", "socket is for postgresql, a directory"),
+        ("postgresql,socket=run/postgresql", "socket is for postgresql, a directory"),
     ],
 )
 def test_a_wrong_interleaved_configuration_is_named(text, message):
@@ -134,3 +151,29 @@ def test_turns_are_a_count_of_rounds():
     assert parse_args(["--turns", "0"]).turns == 0
     with pytest.raises(SystemExit):
         parse_args(["--turns", "-1"])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        "postgresql+psycopg://postgres@/test?host=/var/run/postgresql",
+    ],
+)
+def test_bench_accepts_a_database_on_this_machine(url: str) -> None:
+    refuse_remote_database(make_url(url))
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("postgresql+psycopg://postgres@db.example.org/test", "'db.example.org'"),
+        ("postgresql+psycopg://postgres@/test", "'PGHOST'"),  # libpq would read PGHOST
+        ("postgresql+psycopg://postgres@/test?host=db.example.org", "'db.example.org'"),
+        ("postgresql+psycopg://postgres@/test?host=/run/pg&hostaddr=192.0.2.1", "'/run/pg'"),
+        ("postgresql+psycopg://postgres@127.0.0.1/test?host=db.example.org", "'127.0.0.1'"),
+    ],
+)
+def test_bench_refuses_a_database_elsewhere(url: str, named: str) -> None:
+    with pytest.raises(SystemExit, match=f"refusing to use a database server at {named}"):
+        refuse_remote_database(make_url(url))
