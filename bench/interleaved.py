@@ -253,10 +253,12 @@ def _app_url(url: str, config: Config) -> str:
     if config.socket is None:
         return url
     tcp = sa.make_url(url)
+    # The port stays: it names the socket file (.s.PGSQL.<port>) in the directory.
     through_socket = sa.URL.create(
         tcp.drivername,
         tcp.username,
         tcp.password,
+        port=tcp.port,
         database=tcp.database,
         query={**tcp.query, "host": config.socket},
     )

@@ -52,9 +52,9 @@ def test_a_configuration_can_reach_postgresql_through_its_unix_socket():
     config = parse_config("postgresql,workers=4,socket=/var/run/postgresql")
     assert config.name == "postgresql,workers=4,socket=/var/run/postgresql"
     assert config.database_key == parse_config("postgresql,workers=4").database_key
-    url = "postgresql+psycopg://postgres:secret@127.0.0.1:5432/petition_bench_1"
+    url = "postgresql+psycopg://postgres:secret@127.0.0.1:5433/petition_bench_1"
     through_socket = make_url(_app_url(url, config))
-    assert (through_socket.host, through_socket.port) == (None, None)
+    assert (through_socket.host, through_socket.port) == (None, 5433)
     assert through_socket.query == {"host": "/var/run/postgresql"}
     assert (through_socket.username, through_socket.password) == ("postgres", "secret")
     assert through_socket.database == "petition_bench_1"
