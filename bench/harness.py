@@ -1063,6 +1063,11 @@ def judge(
         row["pass"] = bool(ok and clean)
 
 
+def missed_targets(rows: list[dict[str, Any]]) -> list[str]:
+    """The judged rows that missed their targets, as "scenario on backend"."""
+    return [f"{row['scenario']} on {row['backend']}" for row in rows if not row["pass"]]
+
+
 # -- output --------------------------------------------------------------------------------------
 
 
@@ -1277,4 +1282,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + soak.summary(item))
         soak_ok = soak_ok and item["ok"]
     print(f"\nwritten to {args.output}")
-    return 0 if soak_ok else 1
+    missed = missed_targets(rows)
+    if missed:
+        print(f"targets missed: {', '.join(missed)}")
+    return 0 if soak_ok and not missed else 1

@@ -11,7 +11,14 @@ import pytest
 from sqlalchemy import make_url
 
 from bench import measured
-from bench.harness import judge, parse_args, rows_written, table, workers_by_backend
+from bench.harness import (
+    judge,
+    missed_targets,
+    parse_args,
+    rows_written,
+    table,
+    workers_by_backend,
+)
 from bench.interleaved import Config, _app_url, parse_config
 from bench.servers import refuse_remote_database
 
@@ -138,9 +145,11 @@ def test_postgresql_is_judged_against_sqlite_on_the_turns_when_taken():
     assert rows[1]["pass"] and rows[1]["ratio_to_sqlite"] == 0.7
     assert rows[1]["ratio_to_sqlite_in_turns"] == 0.83
     assert "(is 0.83 in turns, 0.70 apart)" in table(rows, [])
+    assert missed_targets(rows) == []
 
     judge(rows, lambda _backend: 7000.0, {"sign": 0.0})  # turns that got wrong answers
     assert not rows[1]["pass"]
+    assert missed_targets(rows) == ["sign on postgresql+redis"]  # and the bench exits 1
     rows[1].pop("ratio_to_sqlite_in_turns")
     judge(rows, lambda _backend: 7000.0)  # no turns taken: the two runs' own figures
     assert not rows[1]["pass"] and "(is 0.70)" in table(rows, [])
