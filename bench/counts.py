@@ -76,7 +76,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from bench.servers import refuse_remote_database
+from bench.servers import postgresql_url_problem
 from petition.db import sqlite_pragmas
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -174,11 +174,10 @@ class Schema:
 
 
 def pg_engine(url_text: str, pool_size: int) -> Engine:
-    url = sa.make_url(url_text)
-    if not url.drivername.startswith("postgresql"):
-        raise SystemExit(f"PETITION_BENCH_DATABASE_URL is not PostgreSQL: {url.drivername}")
-    refuse_remote_database(url)
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=4)
+    problem = postgresql_url_problem(url_text)
+    if problem:
+        raise SystemExit(problem)
+    return sa.create_engine(url_text, pool_size=pool_size, max_overflow=4)
 
 
 def sqlite_engine(path: Path, pool_size: int) -> Engine:

@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import cpu, measured, profiling, queries, seed, wrk
-from bench.servers import HOST, REPO, Gunicorn, GunicornSettings, clean_env
+from bench.servers import (
+    HOST,
+    REPO,
+    Gunicorn,
+    GunicornSettings,
+    bench_database_problem,
+    clean_env,
+)
 from petition.worker import FOLD_EVERY_SECONDS, RECLAIM_AFTER_EVENTS, CountFolder
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -186,8 +193,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         backends = [name.strip() for name in args.backends.split(",") if name.strip()]
         if set(backends) - set(BACKENDS):
             parser.error(f"backends are: {', '.join(BACKENDS)}")
-        if "postgresql" in backends and not os.environ.get("PETITION_BENCH_DATABASE_URL"):
-            parser.error("postgresql needs PETITION_BENCH_DATABASE_URL")
+    if "postgresql" in backends and (problem := bench_database_problem()):
+        parser.error(problem)  # before any server starts
     args.backend_list = backends
     try:
         args.workers_by_backend = workers_by_backend(args.workers, os.cpu_count() or 1)

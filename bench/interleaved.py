@@ -38,7 +38,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench import harness, seed, wrk
-from bench.servers import Gunicorn, GunicornSettings
+from bench.servers import Gunicorn, GunicornSettings, bench_database_problem
 from petition.worker import FOLD_EVERY_SECONDS, RECLAIM_AFTER_EVENTS
 
 SIGN_PATH = "/letters/bench-writes/sign"
@@ -121,15 +121,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Compare gunicorn and count-folding settings for sign and verify by taking "
         "turns; the first configuration is the reference.",
     )
-    parser.add_argument("configs", nargs="+", type=parse_config, metavar="CONFIG")
+    parser.add_argument(
+        "configs",
+        nargs="+",
+        type=parse_config,
+        metavar="CONFIG",
+        help="sqlite or postgresql, then any of workers=N, class=sync|gthread, threads=N, "
+        "fold=SECONDS, reclaim=N, synchronous=LEVEL and (postgresql) socket=DIR, comma-separated: "
+        "postgresql,workers=4,socket=/var/run/postgresql",
+    )
     parser.add_argument("--rounds", type=int, default=4, help="turns per configuration (4)")
     parser.add_argument("--seconds", type=float, default=5.0, help="per scenario and turn (5)")
     parser.add_argument("--output", type=Path, default=None, help="also write the results as JSON")
     args = parser.parse_args(argv)
-    if any(c.backend == "postgresql" for c in args.configs) and not os.environ.get(
-        "PETITION_BENCH_DATABASE_URL"
-    ):
-        parser.error("postgresql needs PETITION_BENCH_DATABASE_URL")
+    postgresql = any(c.backend == "postgresql" for c in args.configs)
+    if postgresql and (problem := bench_database_problem()):
+        parser.error(problem)
     if args.rounds < 1 or args.seconds <= 0:
         parser.error("--rounds and --seconds must be positive")
     return args

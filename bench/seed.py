@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 
-from bench.servers import refuse_remote_database
+from bench.servers import postgresql_url_problem
 from petition import create_app, migrate, tokens
 from petition.db import transaction
 from petition.models import Signature, SignatureState
@@ -75,10 +75,10 @@ class BenchDatabase:
 
     @classmethod
     def postgresql(cls, server_url: str) -> BenchDatabase:
+        problem = postgresql_url_problem(server_url)
+        if problem:
+            raise SystemExit(problem)
         base = sa.make_url(server_url)
-        if not base.drivername.startswith("postgresql"):
-            raise SystemExit(f"PETITION_BENCH_DATABASE_URL is not PostgreSQL: {base.drivername}")
-        refuse_remote_database(base)
         name = f"petition_bench_{uuid.uuid4().hex[:10]}"
         admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
         try:

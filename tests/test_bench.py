@@ -20,7 +20,8 @@ from bench.harness import (
     workers_by_backend,
 )
 from bench.interleaved import Config, _app_url, parse_config
-from bench.servers import refuse_remote_database
+from bench.interleaved import parse_args as interleaved_args
+from bench.servers import postgresql_url_problem
 
 
 def test_workers_follow_the_deployment_unless_told():
@@ -170,19 +171,29 @@ def test_turns_are_a_count_of_rounds():
     ],
 )
 def test_bench_accepts_a_database_on_this_machine(url: str) -> None:
-    refuse_remote_database(make_url(url))
+    assert postgresql_url_problem(url) is None
 
 
 @pytest.mark.parametrize(
-    ("url", "named"),
+    ("url", "problem"),
     [
-        ("postgresql+psycopg://postgres@db.example.org/test", "'db.example.org'"),
-        ("postgresql+psycopg://postgres@/test", "'PGHOST'"),  # libpq would read PGHOST
-        ("postgresql+psycopg://postgres@/test?host=db.example.org", "'db.example.org'"),
-        ("postgresql+psycopg://postgres@/test?host=/run/pg&hostaddr=192.0.2.1", "'/run/pg'"),
-        ("postgresql+psycopg://postgres@127.0.0.1/test?host=db.example.org", "'127.0.0.1'"),
+        ("postgresql+psycopg://postgres@db.example.org/test", "at 'db.example.org'"),
+        ("postgresql+psycopg://postgres@/test", "at 'PGHOST'"),  # libpq would read PGHOST
+        ("postgresql+psycopg://postgres@/test?host=db.example.org", "at 'db.example.org'"),
+        ("postgresql+psycopg://postgres@/test?host=/run/pg&hostaddr=192.0.2.1", "at '/run/pg'"),
+        ("postgresql+psycopg://postgres@127.0.0.1/test?host=db.example.org", "at '127.0.0.1'"),
+        ("sqlite:///bench.sqlite3", "is not PostgreSQL: sqlite"),
+        ("postgresql+psycopg://postgres:secret@127.0.0.1:port/test", "is not a database URL"),
     ],
 )
-def test_bench_refuses_a_database_elsewhere(url: str, named: str) -> None:
-    with pytest.raises(SystemExit, match=f"refusing to use a database server at {named}"):
-        refuse_remote_database(make_url(url))
+def test_bench_refuses_a_database_elsewhere(url: str, problem: str) -> None:
+    said = postgresql_url_problem(url)
+    assert said is not None and problem in said and "secret" not in said
+
+
+def test_a_database_elsewhere_is_refused_before_anything_starts(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("PETITION_BENCH_DATABASE_URL", "postgresql+psycopg://u@db.example.org/t")
+    for parse in (lambda: parse_args([]), lambda: interleaved_args(["postgresql"])):
+        with pytest.raises(SystemExit):
+            parse()
+        assert "refusing to use a database server at 'db.example.org'" in capsys.readouterr().err
