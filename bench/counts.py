@@ -76,7 +76,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from bench.servers import postgresql_url_problem
+from bench.seed import postgresql_url_problem
 from petition.db import sqlite_pragmas
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -31,7 +31,6 @@ from bench.servers import (
     REPO,
     Gunicorn,
     GunicornSettings,
-    bench_database_problem,
     clean_env,
 )
 from petition.worker import FOLD_EVERY_SECONDS, RECLAIM_AFTER_EVENTS, CountFolder
@@ -193,7 +192,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         backends = [name.strip() for name in args.backends.split(",") if name.strip()]
         if set(backends) - set(BACKENDS):
             parser.error(f"backends are: {', '.join(BACKENDS)}")
-    if "postgresql" in backends and (problem := bench_database_problem()):
+    if "postgresql" in backends and (problem := seed.bench_database_problem()):
         parser.error(problem)  # before any server starts
     args.backend_list = backends
     try:
@@ -476,17 +475,22 @@ def rows_written(message: str) -> int:
     return int(match.group(1).replace(",", "")) if match else -1
 
 
+def export_measured(env: dict[str, str], slug: str, output: Path) -> measured.Measured:
+    """`petition letters export SLUG -o FILE` as a command of its own (bench/measured.py):
+    its wall time, CPU and peak RSS; RuntimeError if it fails."""
+    command = [str(Path(sys.executable).with_name("petition")), "letters", "export", slug]
+    result = measured.run([*command, "-o", str(output)], cwd=REPO, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"export failed ({result.returncode}): {result.stderr.strip()}")
+    return result
+
+
 def run_export(
     db: seed.BenchDatabase, env: dict[str, str], slug: str, output: Path
 ) -> dict[str, Any]:
-    """`petition letters export SLUG -o FILE` as a command of its own: wall time and its own
-    peak RSS (bench/measured.py)."""
-    command = [str(Path(sys.executable).with_name("petition")), "letters", "export", slug]
-    result = measured.run([*command, "-o", str(output)], cwd=REPO, env=env)
-    message = result.stderr.strip()
-    if result.returncode != 0:
-        raise RuntimeError(f"export failed ({result.returncode}): {message}")
-    rows = rows_written(message)
+    """The export's rows a second, wall time and peak RSS (export_measured())."""
+    result = export_measured(env, slug, output)
+    rows = rows_written(result.stderr.strip())
     size = output.stat().st_size
     output.unlink()
     return {
@@ -515,11 +519,11 @@ def run_backend(
     rows: list[dict[str, Any]] = []
     app = None
     try:
-        log(f"{backend}: migrating {db.name or db.url} ({db.reached_through()})")
+        info["reached_through"] = db.reached_through()
+        log(f"{backend}: migrating {db.name or db.url} ({info['reached_through']})")
         db.migrate()
         info["server_version"] = db.server_version()
         info["server_settings"] = db.server_settings()
-        info["reached_through"] = db.reached_through()
         if redis_url:
             info["redis_version"] = seed.redis_version(redis_url)
         app = db.app(mail_dir, redis_url)

@@ -38,7 +38,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench import harness, seed, wrk
-from bench.servers import Gunicorn, GunicornSettings, bench_database_problem
+from bench.servers import Gunicorn, GunicornSettings
 from petition.worker import FOLD_EVERY_SECONDS, RECLAIM_AFTER_EVENTS
 
 SIGN_PATH = "/letters/bench-writes/sign"
@@ -135,7 +135,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=None, help="also write the results as JSON")
     args = parser.parse_args(argv)
     postgresql = any(c.backend == "postgresql" for c in args.configs)
-    if postgresql and (problem := bench_database_problem()):
+    if postgresql and (problem := seed.bench_database_problem()):
         parser.error(problem)
     if args.rounds < 1 or args.seconds <= 0:
         parser.error("--rounds and --seconds must be positive")

@@ -13,40 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlalchemy as sa
-
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
-
-
-def bench_database_problem() -> str | None:
-    """What stops a PostgreSQL run with PETITION_BENCH_DATABASE_URL as set, or None."""
-    text = os.environ.get("PETITION_BENCH_DATABASE_URL")
-    if not text:
-        return "postgresql needs PETITION_BENCH_DATABASE_URL"
-    return postgresql_url_problem(text)
-
-
-def postgresql_url_problem(text: str) -> str | None:
-    """Why the benchmark will not use this PostgreSQL server URL, or None.
-
-    It must reach this machine only: 127.0.0.1, or a Unix socket directory given as ?host=/path
-    (postgresql+psycopg://user@/db?host=/var/run/postgresql). A URL with no host at all is
-    refused: libpq would take one from PGHOST. The URL is never repeated: it may hold a password.
-    """
-    try:
-        url = sa.make_url(text)
-    except (sa.exc.ArgumentError, ValueError):
-        return "PETITION_BENCH_DATABASE_URL is not a database URL"
-    if not url.drivername.startswith("postgresql"):
-        return f"PETITION_BENCH_DATABASE_URL is not PostgreSQL: {url.drivername}"
-    socket_dir = url.query.get("host")
-    over_tcp = url.host == HOST and socket_dir is None
-    over_socket = url.host is None and isinstance(socket_dir, str) and socket_dir.startswith("/")
-    if (over_tcp or over_socket) and "hostaddr" not in url.query:
-        return None
-    where = url.host or socket_dir or "PGHOST"
-    return f"refusing to use a database server at {where!r}: {HOST} or a socket only"
 
 
 @dataclass(frozen=True)

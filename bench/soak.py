@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 import urllib.parse
@@ -33,8 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import harness, measured, seed, wrk
-from bench.servers import HOST, REPO, Gunicorn
+from bench import harness, seed, wrk
+from bench.servers import HOST, Gunicorn
 
 SLUG = "soak"
 FILLER = f"/api/v1/letters/{SLUG}"  # conditional GET, answered 304: see soak_sign.lua
@@ -125,10 +124,7 @@ def _tokens(db: seed.BenchDatabase) -> tuple[list[str], int]:
 
 
 def _export(env: dict[str, str], output: Path) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    command = [str(Path(sys.executable).with_name("petition")), "letters", "export", SLUG]
-    result = measured.run([*command, "-o", str(output)], cwd=REPO, env=env)
-    if result.returncode != 0:
-        raise RuntimeError(f"export failed: {result.stderr}")
+    result = harness.export_measured(env, SLUG, output)
     with output.open(encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.DictReader(handle))
     output.unlink()

@@ -21,7 +21,7 @@ from bench.harness import (
 )
 from bench.interleaved import Config, _app_url, parse_config
 from bench.interleaved import parse_args as interleaved_args
-from bench.servers import postgresql_url_problem
+from bench.seed import postgresql_url_problem
 
 
 def test_workers_follow_the_deployment_unless_told():
