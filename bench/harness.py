@@ -49,6 +49,7 @@ GET_PATHS = {
 }
 VERIFY_RATE_CEILING = 4000  # pending tokens seeded per second of a verify run: never run out
 
+EXPORT_MEMORY_TARGET = "RSS < 150 MB, ≤ small + 15 MB"
 TARGETS = {
     "count": "≥ 0.80 × baseline",
     "page-0": "≥ 0.50 × baseline",
@@ -57,13 +58,15 @@ TARGETS = {
     "verify": "≥ 0.25 × baseline",
     "sign-burst": "p99 < 250 ms, 0 errors",
     "export-small": "peak RSS < 150 MB",
-    "export": "≥ 60 × baseline, RSS < 150 MB, ≤ small + 15 MB",
+    "export": f"≥ 60 × baseline, {EXPORT_MEMORY_TARGET}",
     "nginx-count": "≥ 10,000 req/s, count ≤ 5 s old",
 }
 NGINX_TARGET_RPS = 10_000
 # The export's target, 300,000 rows/s, was set where the baseline served 5,000 req/s: 60 rows a
 # second for each request a second the baseline serves, on whatever machine runs the bench.
 EXPORT_ROWS_PER_BASELINE_REQUEST = 300_000 / 5_000
+# The speed target is for a million rows; a smaller export is judged on its memory only.
+EXPORT_SPEED_ROWS = 1_000_000
 NGINX_MAX_LAG_S = 5.0
 VERIFY_LINK = re.compile(r"/verify/([A-Za-z0-9_-]+)")
 PG_WRITE_TARGET = "≥ 0.80 × SQLite"
@@ -1068,6 +1071,10 @@ def judge(
             row["ratio"] = round(row["rows_per_s"] / baseline_rps, 1) if baseline_rps else None
             row["absolute_300k"] = row["rows_per_s"] >= 300_000  # whatever the machine
             fast = (row["ratio"] or 0) >= EXPORT_ROWS_PER_BASELINE_REQUEST
+            if row["rows"] < EXPORT_SPEED_ROWS:
+                # Fewer rows (--quick, --rows): starting the command outweighs the rows.
+                row["target"] = EXPORT_MEMORY_TARGET + " (speed judged at 1,000,000 rows)"
+                fast = True
             ok = fast and row["peak_rss_mb"] < 150 and flat
         else:
             row["target"], ok = "-", True

@@ -156,6 +156,25 @@ def test_postgresql_is_judged_against_sqlite_on_the_turns_when_taken():
     assert not rows[1]["pass"] and "(is 0.70)" in table(rows, [])
 
 
+@pytest.mark.parametrize(
+    ("rows", "rows_per_s", "passes", "target"),
+    [
+        (1_000_000, 400_000.0, True, "≥ 60 × baseline"),
+        (1_000_000, 100_000.0, False, "≥ 60 × baseline"),
+        (100_000, 100_000.0, True, "speed judged at 1,000,000 rows"),  # --quick
+    ],
+)
+def test_the_export_s_speed_is_judged_on_a_million_rows(rows, rows_per_s, passes, target):
+    export = {"scenario": "export", "backend": "sqlite", "rows": rows, "errors": 0}
+    export |= {"rows_per_s": rows_per_s, "peak_rss_mb": 72.0}
+    small = {"scenario": "export-small", "backend": "sqlite", "rows": 10_000, "errors": 0}
+    small |= {"rows_per_s": 15_000.0, "peak_rss_mb": 72.0}
+    rows_judged = [small, export]
+    judge(rows_judged, lambda _backend: 5000.0)
+    assert export["pass"] is passes and target in export["target"]
+    assert missed_targets(rows_judged) == ([] if passes else ["export on sqlite"])
+
+
 def test_turns_are_a_count_of_rounds():
     assert parse_args([]).turns == 3
     assert parse_args(["--turns", "0"]).turns == 0
