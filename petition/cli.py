@@ -35,6 +35,19 @@ def _create_app():
 class PetitionGroup(FlaskGroup):
     """Flask's CLI group, answering errors in a sentence rather than a traceback."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Flask's --app and --debug mean nothing here (the app is always petition's), and its
+        # --env-file help speaks of .env files, which are never read (load_dotenv=False).
+        for param in self.params:
+            if param.name in ("app", "debug"):
+                param.hidden = True  # type: ignore[attr-defined]
+            elif param.name == "env_file":
+                param.help = (  # type: ignore[attr-defined]
+                    "Read PETITION_* settings from this file (KEY=value lines); "
+                    "settings already in the environment win."
+                )
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         # Only our own commands: listing them (and --help) needs no configuration.
         return click.Group.list_commands(self, ctx)
@@ -170,7 +183,7 @@ def db_upgrade(revision: str) -> None:
 @db.command("downgrade")
 @click.argument("revision")
 def db_downgrade(revision: str) -> None:
-    """Migrate the database down to REVISION (e.g. -1, or base)."""
+    """Migrate the database down to REVISION: an id, -1 for one step, or base."""
     migrate.downgrade(current_app.config["DATABASE_URL"], revision)
 
 
@@ -515,8 +528,9 @@ def mail_retry_failed() -> None:
 def demo_command(host: str, port: int, database: Path | None) -> None:
     """Run the whole site on this machine with a demo letter and organiser.
 
-    Other commands reach the demo's data with PETITION_ENV=development and
-    PETITION_DATABASE_URL=sqlite:///<the file it prints>.
+    Other commands reach the demo's data with PETITION_ENV=development,
+    PETITION_DATABASE_URL=sqlite:///<the file it prints> and
+    PETITION_BASE_URL=http://127.0.0.1:<its port> (so that the links they print point at it).
     """
     from petition.demo import run
 

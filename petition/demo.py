@@ -25,9 +25,11 @@ from petition.worker import run_worker
 
 DEMO_ORGANISER = "organiser@example.org"
 DEMO_SLUG = "stand-for-the-leadership"
+# A newline inside a paragraph would show as a line break (organisers' line breaks are kept), so
+# the long line is continued with a backslash.
 DEMO_BODY = """Dear Alex,
 
-We are members of the party in your constituency and across the country. We have watched you
+We are members of the party in your constituency and across the country. We have watched you \
 argue for fair pay, for decent homes and for a politics that listens.
 
 **We ask you to stand for the leadership.**

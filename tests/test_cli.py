@@ -253,6 +253,10 @@ def test_the_console_script_reads_settings_from_the_file_e_names(tmp_path):
     assert "PETITION_SECRET_KEY is not set" in petition("letters", "list").stderr
     missing = petition("-e", str(tmp_path / "nowhere.env"), "letters", "list")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+    # The help names our options only: Flask's --app and --debug mean nothing here.
+    shown = petition("--help").stdout
+    assert "Read PETITION_* settings from this file" in shown
+    assert "--app" not in shown and "--debug" not in shown and ".flaskenv" not in shown
 
 
 def test_the_worker_says_when_it_starts_and_when_a_sigterm_has_stopped_it(tmp_path):

@@ -100,7 +100,9 @@ def test_the_demo_serves_its_letter_and_a_second_one_leaves_it_alone(running_dem
     password = re.search(r"password (\S+)", printed).group(1)
     with browser().open(f"{base}/letters/stand-for-the-leadership") as page:
         assert page.status == 200
-        assert "Stand for the leadership" in page.read().decode()
+        html = page.read().decode()
+        assert "Stand for the leadership" in html
+        assert "We have watched you argue for fair pay" in html  # one paragraph, unbroken
 
     second = demo(port, tmp_path / "demo.sqlite3")
     _out, err = second.communicate(timeout=60)
