@@ -68,10 +68,12 @@ PUBLIC_HEADERS = (
 )
 PRIVATE_PATHS = ("/organiser", "/verify", "/signature", "/deliveries", "/news")
 NO_STORE = ("Cache-Control", "private, no-store")
-# Pages with tokens or personal data: never cached by a proxy, never leak the URL.
+# Pages with tokens or personal data: never cached by a proxy, never leak the URL. Their
+# referrer is the site's origin alone: on HTTPS, CSRFProtect refuses a form posted with no
+# referrer from this site, so "no-referrer" broke logging in and confirming behind TLS.
 PRIVATE_HEADERS = (
     NO_STORE,
-    ("Referrer-Policy", "no-referrer"),
+    ("Referrer-Policy", "strict-origin"),
     ("X-Robots-Tag", "noindex, nofollow"),
 )
 

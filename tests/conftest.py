@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -174,6 +175,21 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def throwaway_certificate(folder: Path, name: str, why: str) -> tuple[Path, Path]:
+    """A self-signed certificate for `name`, valid a day, and its key (skips `why` without
+    openssl)."""
+    if not shutil.which("openssl"):
+        pytest.skip(f"{why}: needs openssl for a throwaway certificate")
+    certificate, key = folder / "cert.pem", folder / "key.pem"
+    options = ["-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}"]
+    subprocess.run(
+        ["openssl", "req", *options, "-keyout", str(key), "-out", str(certificate)],
+        check=True,
+        capture_output=True,
+    )
+    return certificate, key
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, throwaway_certificate
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -27,15 +27,7 @@ def _site_here(tmp_path: Path, plain_port: int = 80, tls_port: int = 443) -> Pat
     returns the nginx.conf to give `nginx -c`. Every directive is otherwise nginx's to judge."""
     if not os.access(NGINX, os.X_OK):
         pytest.skip("nginx test: install nginx (apt-get install -y nginx) to run it")
-    if not shutil.which("openssl"):
-        pytest.skip("nginx test: needs openssl for a throwaway certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    throwaway = ["-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=letters.example.org"]
-    subprocess.run(
-        ["openssl", "req", "-x509", *throwaway, "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = throwaway_certificate(tmp_path, "letters.example.org", "nginx test")
     site = (DEPLOY / "nginx" / "petition.conf").read_text()
     for example, here in {
         "/etc/letsencrypt/live/letters.example.org/fullchain.pem": cert,

@@ -146,7 +146,7 @@ def test_confirming_gets_the_views_answer_without_flask(
         ("X-Content-Type-Options", "nosniff"),
         ("Permissions-Policy", "interest-cohort=()"),
         ("Cache-Control", "private, no-store"),
-        ("Referrer-Policy", "no-referrer"),
+        ("Referrer-Policy", "strict-origin"),
         ("X-Robots-Tag", "noindex, nofollow"),
         ("Vary", "Cookie"),
     ]

@@ -39,7 +39,7 @@ def test_news_reaches_only_confirmed_signers_who_asked_and_each_can_stop_it(
     stop_path = mailbox.link("ann@example.org", "/news/stop/")
     shown = client.get(stop_path)
     assert shown.status_code == 200 and "Stop the news" in shown.get_data(as_text=True)
-    assert shown.headers["Referrer-Policy"] == "no-referrer"
+    assert shown.headers["Referrer-Policy"] == "strict-origin"
     stopped = client.post(stop_path)
     assert "You will get no more news" in stopped.get_data(as_text=True)
     page = client.get(f"/organiser/letters/{letter.id}").get_data(as_text=True)

@@ -22,6 +22,8 @@ from flask import Flask
 from playwright.sync_api import BrowserContext, Page
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from tests.conftest import throwaway_certificate
+
 CHROMIUM = Path(os.environ.get("PETITION_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -75,13 +77,17 @@ class _Deferred:
 
 
 class LiveServer:
-    """The app served over real HTTP on 127.0.0.1, in a background thread."""
+    """The app served over real HTTP on 127.0.0.1, in a background thread; over HTTPS when
+    given a certificate and its key."""
 
-    def __init__(self) -> None:
+    def __init__(self, certificate: tuple[str, str] | None = None) -> None:
         self.wsgi = _Deferred()
         # Port 0: the kernel picks a free port, bound at once, so no other process can take it.
-        self.server: BaseWSGIServer = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.port}"
+        self.server: BaseWSGIServer = make_server(
+            "127.0.0.1", 0, self.wsgi, threaded=True, ssl_context=certificate
+        )
+        scheme = "https" if certificate else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.port}"
         self.thread: threading.Thread | None = None
 
     def start(self, app: Flask) -> None:
@@ -102,8 +108,13 @@ class LiveServer:
 
 
 @pytest.fixture
-def _live_server_socket() -> Iterator[LiveServer]:
-    server = LiveServer()
+def _live_server_socket(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
+    """The server's socket; HTTPS with a throwaway certificate for a test marked `https`."""
+    certificate = None
+    if request.node.get_closest_marker("https"):
+        files = throwaway_certificate(tmp_path, "127.0.0.1", "HTTPS browser test")
+        certificate = (str(files[0]), str(files[1]))
+    server = LiveServer(certificate)
     yield server
     server.stop()
 
@@ -173,7 +184,11 @@ def base_url() -> None:
 @pytest.fixture
 def context(new_context: Callable[..., BrowserContext], live_server: LiveServer) -> BrowserContext:
     """A fresh browser (no cookies) whose relative URLs go to this test's live server."""
-    browser_context = new_context(base_url=live_server.url, locale="en-GB")
+    browser_context = new_context(
+        base_url=live_server.url,
+        locale="en-GB",
+        ignore_https_errors=live_server.url.startswith("https:"),  # the throwaway certificate
+    )
     browser_context.set_default_timeout(TIMEOUT_MS)
     return browser_context
 

@@ -142,6 +142,42 @@ def test_more_pages_have_no_serious_accessibility_violations(
     assert_accessible(page)
 
 
+@pytest.mark.https
+def test_over_https_the_forms_on_private_pages_work_and_send_no_token(
+    page: Page, make_letter, mailbox, emailed_link, live_server
+):
+    """On HTTPS, CSRFProtect refuses a post without a referrer from this site; the pages with a
+    token in their address must send one all the same, with their origin alone."""
+    with transaction() as session:
+        organisers.create(session, "org@example.org", "long enough password")
+    letter = make_letter()
+    referrers: list[str | None] = []
+    page.on(
+        "request",
+        lambda sent: referrers.append(sent.headers.get("referer")) if sent.method == "POST" else 0,
+    )
+    page.goto("/organiser/login")
+    page.get_by_label("Email address").fill("org@example.org")
+    page.get_by_label("Password").fill("long enough password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Your letters")).to_be_visible()
+
+    sign_and_confirm_in(page, letter, mailbox, emailed_link, "sam@example.org")
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Thank you: your signature is confirmed"
+    )
+    mailbox.deliver()
+    page.goto(emailed_link("sam@example.org", "/signature/"))
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Withdraw my signature").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Your signature has been withdrawn")
+
+    origin = f"{live_server.url}/"
+    # login and confirm (private pages: the origin), sign (the public letter page: its path)
+    assert referrers[0] == origin and referrers[2:] == [origin, origin], referrers
+    assert referrers[1] == f"{live_server.url}/letters/{letter.slug}"
+
+
 def test_organiser_pages_have_no_serious_accessibility_violations(
     page: Page, make_letter, assert_accessible
 ):
