@@ -501,9 +501,13 @@ def mail_status() -> None:
     with transaction() as session:
         totals = mail.status(session)
         parked = [(m.id, m.kind, m.attempts, m.last_error) for m in mail.failed(session)]
-    click.echo("  ".join(f"{state}: {count}" for state, count in totals.items()))
+    click.echo("  ".join(f"{_MAIL_STATE_WORDS[state]}: {count}" for state, count in totals.items()))
     for message_id, kind, attempts, error in parked:
         click.echo(f"parked #{message_id} {kind} after {attempts} attempts: {error}")
+
+
+# The words operators read everywhere else (docs, `mail send`), for the outbox's states.
+_MAIL_STATE_WORDS = {"pending": "queued", "sent": "sent", "failed": "parked"}
 
 
 @mail_cli.command("retry-failed")

@@ -167,7 +167,7 @@ def test_bad_slug_is_explained(app, tmp_path):
 def test_mail_commands_report_and_retry(app, client, make_letter, mailbox):
     letter = make_letter()
     client.post(f"/letters/{letter.slug}/sign", data={"name": "J", "email": "j@example.org"})
-    assert "pending: 1" in run(app, "mail", "status").output
+    assert "queued: 1" in run(app, "mail", "status").output
     assert run(app, "mail", "send-pending").output.strip() == "sent 1, will retry 0, parked 0"
     assert len(mailbox.messages) == 1
     assert "sent: 1" in run(app, "mail", "status").output

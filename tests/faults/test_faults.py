@@ -186,7 +186,7 @@ def test_a_refused_address_is_parked_with_its_error_for_operators(
         text=True,
         check=True,
     ).stdout
-    assert "failed: 1" in status
+    assert "parked: 1" in status
     assert "550" in status and "No such mailbox" in status
 
 
