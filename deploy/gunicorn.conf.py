@@ -5,7 +5,6 @@ name in capitals (GUNICORN_BIND, _WORKERS, _WORKER_CLASS, _THREADS, _ACCESSLOG, 
 GUNICORN_WORKERS=8, so one file serves every host size.
 """
 
-import multiprocessing
 import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
@@ -14,7 +13,10 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # 2 cores, 4 workers signed and confirmed a fifth to a third more than 2 on PostgreSQL, and as
 # much as 2 workers of 4 threads with half the database connections; on SQLite 5-8 % more than
 # 2, and 6 no more than 4 (bench/README.md).
-workers = int(os.environ.get("GUNICORN_WORKERS", 2 * multiprocessing.cpu_count()))
+# Cores this process may run on (a container's cpuset, not the host's count; a CPU quota such
+# as docker's --cpus is not seen: set GUNICORN_WORKERS there).
+cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+workers = int(os.environ.get("GUNICORN_WORKERS", 2 * cores))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
 threads = int(os.environ.get("GUNICORN_THREADS", 1))
 backlog = 2048
@@ -31,15 +33,26 @@ forwarded_allow_ips = "127.0.0.1"
 
 
 def on_starting(server):
-    """Check the settings once, in the master, before any worker boots: a missing or wrong
-    PETITION_* value is one message and a stop, not one traceback per worker."""
+    """Check the settings once, before any worker boots: a missing or wrong PETITION_* value
+    is one message and a stop, not one traceback per worker.
+
+    The check runs in a child process so that the master never imports the app: workers
+    started by a reload (HUP, `systemctl reload`) then load the code installed since.
+    """
+    import subprocess
     import sys
 
-    from petition import create_app
-    from petition.config import ConfigError
-
-    try:
-        create_app()
-    except ConfigError as error:
-        print(f"petition: {error}", file=sys.stderr)
+    checked = subprocess.run([sys.executable, "-c", SETTINGS_CHECK], check=False)  # noqa: S603
+    if checked.returncode != 0:
         sys.exit(4)
+
+
+SETTINGS_CHECK = """
+import sys
+from petition import create_app
+from petition.config import ConfigError
+try:
+    create_app()
+except ConfigError as error:
+    sys.exit(f"petition: {error}")
+"""

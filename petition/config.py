@@ -28,7 +28,7 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "SECRET_KEY": None,
         "DATABASE_URL": f"sqlite:///{instance / 'petition.sqlite3'}",
         "DATABASE_ECHO": False,
-        "DATABASE_POOL_SIZE": 5,  # connections each process keeps open (and twice that at a peak)
+        "DATABASE_POOL_SIZE": 5,  # connections kept open per process (3 times that at a peak)
         "DATABASE_PREPARED_STATEMENTS": True,  # false behind PgBouncer < 1.21 in transaction mode
         "BASE_URL": "http://127.0.0.1:5000",
         "MAIL_BACKEND": "console",

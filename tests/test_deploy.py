@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import multiprocessing
 import os
 import runpy
 import shutil
@@ -71,24 +70,32 @@ def test_the_nginx_site_passes_nginx_t(tmp_path):
     assert "syntax is ok" in checked.stderr
 
 
-def test_nginx_logs_secret_links_without_their_token(tmp_path):
+def test_nginx_logs_secret_links_without_their_token_and_always_sends_hsts(tmp_path):
     plain, tls = free_port(), free_port()
     nginx = subprocess.Popen(_nginx(_site_here(tmp_path, plain, tls)), stderr=subprocess.PIPE)
+    secret_links = {
+        "verify": "/verify/SECRETverify",
+        "signature": "/signature/SECRETmanage",
+        "news/stop": "/news/stop/SECRETnews",
+        "deliveries": "/deliveries/SECRETdl",
+    }
     try:
         wait_for_port(tls)
-        for path in ("/verify/SECRETverify", "/signature/SECRETmanage", "/deliveries/SECRETdl"):
-            plain_answer = http_status(plain, path)
-            assert plain_answer == 301  # to HTTPS, and logged
-            tls_answer = http_status(tls, path, tls=True)
-            assert tls_answer == 502  # no app behind it here, but logged all the same
-        http_status(tls, "/letters/open-one", tls=True)
+        for path in secret_links.values():
+            assert http_get(plain, path)[0] == 301  # to HTTPS, and logged
+            # no app behind it here, but logged all the same
+            assert http_get(tls, path, tls=True)[0] == 502
+        # Every location's answers, errors too: one with add_header of its own inherits none.
+        for path in ("/letters/open-one", "/static/site.css", "/api/v1/letters/open-one"):
+            status, headers = http_get(tls, path, tls=True)
+            assert headers.get("Strict-Transport-Security") == "max-age=31536000", (path, status)
     finally:
         nginx.terminate()
         nginx.wait(timeout=10)
         nginx.stderr.close()
     log = (tmp_path / "access.log").read_text()
     assert "SECRET" not in log
-    for kind in ("verify", "signature", "deliveries"):
+    for kind in secret_links:
         assert log.count(f"GET /{kind}/<token> HTTP/1.1") == 2
     assert "GET /letters/open-one HTTP/1.1" in log
 
@@ -105,7 +112,7 @@ def test_gunicorn_settings_take_the_documented_environment_variables(monkeypatch
     )
     for name in ("GUNICORN_WORKERS", "GUNICORN_WORKER_CLASS"):
         monkeypatch.delenv(name)
-    cores = multiprocessing.cpu_count()
+    cores = len(os.sched_getaffinity(0))
     for url in ("sqlite:////srv/petition/petition.sqlite3", "postgresql+psycopg://db/petition"):
         monkeypatch.setenv("PETITION_DATABASE_URL", url)
         settings = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
@@ -136,6 +143,46 @@ def test_gunicorn_stops_with_the_configuration_error_alone(tmp_path, settings):
         assert "App failed to load" in started.stderr
 
 
+def test_gunicorns_master_checks_the_settings_without_importing_the_app(tmp_path):
+    # Workers that a reload (HUP) starts load the new code only if the master never imported it.
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("PETITION_")
+    }
+    environment["PETITION_DATABASE_URL"] = f"sqlite:///{tmp_path / 'petition.sqlite3'}"
+    environment["PETITION_SECRET_KEY"] = "s" * 40
+    master = (
+        "import runpy, sys\n"
+        f"runpy.run_path({str(DEPLOY / 'gunicorn.conf.py')!r})['on_starting'](None)\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'petition'))\n"
+    )
+    checked = subprocess.run(
+        [sys.executable, "-c", master], env=environment, capture_output=True, text=True
+    )
+    assert (checked.returncode, checked.stdout.strip()) == (0, "[]"), checked.stderr
+
+
+def test_the_systemd_units_pass_systemd_analyze(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd test: needs systemd-analyze")
+    venv = Path(sys.executable).parent
+    for unit in (DEPLOY / "systemd").glob("*.service"):
+        text = unit.read_text()
+        # Both web and CLI run the venv's copy of the app, from outside the checkout.
+        assert "WorkingDirectory=/var/lib/petition" in text and "StateDirectory=petition" in text
+        here = (
+            text.replace("/srv/petition/venv/bin/", f"{venv}/")
+            .replace("/srv/petition/deploy/", f"{DEPLOY}/")
+            .replace("User=petition", "User=root")
+            .replace("Group=petition", "Group=root")
+        )
+        (tmp_path / unit.name).write_text(here)
+    units = sorted(str(path) for path in tmp_path.glob("*.service"))
+    assert len(units) == 3
+    checked = subprocess.run([analyze, "verify", *units], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+
+
 def wait_for_port(port: int, seconds: float = 10.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -146,7 +193,8 @@ def wait_for_port(port: int, seconds: float = 10.0) -> None:
     raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
 
 
-def http_status(port: int, path: str, *, tls: bool = False) -> int:
+def http_get(port: int, path: str, *, tls: bool = False) -> tuple[int, http.client.HTTPMessage]:
+    """The status and headers nginx answers with for letters.example.org."""
     if tls:
         context = ssl.create_default_context()
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
@@ -155,6 +203,7 @@ def http_status(port: int, path: str, *, tls: bool = False) -> int:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         connection.request("GET", path, headers={"Host": "letters.example.org"})
-        return connection.getresponse().status
+        answer = connection.getresponse()
+        return answer.status, answer.headers
     finally:
         connection.close()
