@@ -34,6 +34,7 @@ def _site_here(tmp_path: Path, plain_port: int = 80, tls_port: int = 443) -> Pat
         "/var/cache/nginx/petition-count": tmp_path / "cache",
         "/etc/nginx/snippets/petition-proxy.conf": DEPLOY / "nginx" / "petition-proxy.conf",
         "/var/log/nginx/access.log": tmp_path / "access.log",
+        "/srv/petition/static/": f"{DEPLOY.parent / 'static'}/",
         "listen 80;": f"listen 127.0.0.1:{plain_port};",
         "listen 443 ssl http2;": f"listen 127.0.0.1:{tls_port} ssl http2;",
         "listen [::]:80;": "",
@@ -86,9 +87,12 @@ def test_nginx_logs_secret_links_without_their_token_and_always_sends_hsts(tmp_p
             # no app behind it here, but logged all the same
             assert http_get(tls, path, tls=True)[0] == 502
         # Every location's answers, errors too: one with add_header of its own inherits none.
-        for path in ("/letters/open-one", "/static/site.css", "/api/v1/letters/open-one"):
+        for path in ("/letters/open-one", "/static/css/site.css", "/api/v1/letters/open-one"):
             status, headers = http_get(tls, path, tls=True)
             assert headers.get("Strict-Transport-Security") == "max-age=31536000", (path, status)
+        status, headers = http_get(tls, "/static/css/site.css", tls=True)
+        assert status == 200
+        assert headers.get_all("Cache-Control") == ["public, max-age=31536000, immutable"]
     finally:
         nginx.terminate()
         nginx.wait(timeout=10)
