@@ -176,7 +176,9 @@ def test_the_export_s_speed_is_judged_on_a_million_rows(rows, rows_per_s, passes
 
 
 def test_turns_are_a_count_of_rounds():
-    assert parse_args([]).turns == 3
+    assert parse_args([]).turns == 6
+    assert parse_args(["--quick"]).turns == 3
+    assert parse_args(["--quick", "--turns", "5"]).turns == 5
     assert parse_args(["--turns", "0"]).turns == 0
     with pytest.raises(SystemExit):
         parse_args(["--turns", "-1"])
