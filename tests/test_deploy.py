@@ -123,12 +123,18 @@ def test_gunicorn_settings_take_the_documented_environment_variables(monkeypatch
         assert (settings["workers"], settings["worker_class"]) == (2 * cores, "sync")
 
 
-@pytest.mark.parametrize("settings", [[], ["-c", str(DEPLOY / "gunicorn.conf.py")]])
-def test_gunicorn_stops_with_the_configuration_error_alone(tmp_path, settings):
+def _app_environment(tmp_path: Path) -> dict[str, str]:
+    """This environment without any PETITION_* setting, and a SQLite database in tmp_path."""
     environment = {
         key: value for key, value in os.environ.items() if not key.startswith("PETITION_")
     }
     environment["PETITION_DATABASE_URL"] = f"sqlite:///{tmp_path / 'petition.sqlite3'}"
+    return environment
+
+
+@pytest.mark.parametrize("settings", [[], ["-c", str(DEPLOY / "gunicorn.conf.py")]])
+def test_gunicorn_stops_with_the_configuration_error_alone(tmp_path, settings):
+    environment = _app_environment(tmp_path)
     environment["GUNICORN_WORKERS"] = "3"
     started = subprocess.run(
         [sys.executable, "-m", "gunicorn", *settings, "--bind", "127.0.0.1:0", "petition.wsgi:app"],
@@ -149,10 +155,7 @@ def test_gunicorn_stops_with_the_configuration_error_alone(tmp_path, settings):
 
 def test_gunicorns_master_checks_the_settings_without_importing_the_app(tmp_path):
     # Workers that a reload (HUP) starts load the new code only if the master never imported it.
-    environment = {
-        key: value for key, value in os.environ.items() if not key.startswith("PETITION_")
-    }
-    environment["PETITION_DATABASE_URL"] = f"sqlite:///{tmp_path / 'petition.sqlite3'}"
+    environment = _app_environment(tmp_path)
     environment["PETITION_SECRET_KEY"] = "s" * 40
     master = (
         "import runpy, sys\n"
