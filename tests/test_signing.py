@@ -230,19 +230,30 @@ def test_a_repeat_before_confirmation_replaces_what_the_first_form_said(
     assert (signature.show_name, signature.share_email) == (False, False)
 
 
-def test_a_third_correction_within_minutes_still_counts_without_more_mail(
-    client, make_letter, mailbox
-):
-    letter = make_letter()
-    for name in ("Gwen One", "Gwen Two", "Gwen Three"):
+def test_past_the_mail_limit_a_repeat_changes_nothing_a_link_confirms(client, make_letter, mailbox):
+    """A link confirms what its page showed: someone who knows the address cannot change the
+    details (show the name, share the address, add a comment) between that page and the press
+    of its button."""
+    letter = make_letter(ask_comment=True)
+    for name in ("Gwen One", "Gwen Two"):
         assert (
             client.post(f"/letters/{letter.slug}/sign", data=sign_data(name=name)).status_code
             == 303
         )
     mailbox.deliver()
     assert len(mailbox.messages_to("jane@example.org")) == 2  # the link and one fresh link
-    page = client.get(mailbox.link("jane@example.org", "/verify/")).get_data(as_text=True)
-    assert "Gwen Three" in page and "Gwen Two" not in page
+    link = mailbox.link("jane@example.org", "/verify/")
+    page = client.get(link).get_data(as_text=True)
+    assert "Gwen Two" in page and "Not shared with the recipient" in page
+
+    planted = sign_data(name="Gwen Exposed", comment="Planted", show_name="y", share_email="y")
+    assert client.post(f"/letters/{letter.slug}/sign", data=planted).status_code == 303
+    mailbox.deliver()
+    assert len(mailbox.messages_to("jane@example.org")) == 2  # past the limit: no more mail
+    assert client.post(link).status_code == 200
+    signature = fresh_session().scalar(select(Signature))
+    assert (signature.name, signature.comment) == ("Gwen Two", None)
+    assert (signature.show_name, signature.share_email) == (False, False)
 
 
 def test_the_confirmation_page_lists_every_choice_before_the_button(client, make_letter, mailbox):

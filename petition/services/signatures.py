@@ -375,20 +375,21 @@ def _signed_again(
 
     Before confirmation the newest submission wins, with a fresh link that replaces the earlier
     one: whoever confirms confirms what the form last said, which the confirmation page shows
-    in full, never details that somebody else typed with this address first.
+    in full, never details that somebody else typed with this address first. The details
+    change only together with the link, so a link confirms exactly what its page showed.
     """
     pending = signature.state is SignatureState.PENDING
-    if pending:
-        for choice in _CHOICES:
-            setattr(signature, choice, values[choice])
     kind = "verify" if pending else "already_signed"
     # Within the interval: the original link plus one fresh one, or one "already signed" notice.
-    # Past it nothing is mailed, and the newest link mailed so far confirms the newest details.
+    # Past it the submission is dropped: applied under a link already mailed, it would let
+    # anyone who knows the address change what that link confirms while its page is open.
     allowed = 2 if pending else 1
     if mail.count_recent(session, signature.id, kind, now - DUPLICATE_NOTICE_INTERVAL) >= allowed:
         return SignOutcome.THROTTLED
     raw, digest = tokens.new_token()
     if pending:
+        for choice in _CHOICES:
+            setattr(signature, choice, values[choice])
         signature.verify_token_hash = digest
         signature.verify_expires_at = now + _verify_lifetime()
         _queue_verify_link(
