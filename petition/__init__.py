@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 from flask_wtf import CSRFProtect
 
-from petition import auth, cache, config, cookies, db, errors, i18n, limits, web
+from petition import auth, cache, config, cookies, db, errors, i18n, limits, links, web
 from petition.services import letters
 from petition.services.counts import CountCache
 
@@ -28,9 +28,17 @@ MIGRATIONS = _resource("migrations")
 csrf = CSRFProtect()
 
 
+class PetitionFlask(Flask):
+    def log_exception(self, exc_info) -> None:  # type: ignore[no-untyped-def]
+        """Flask's line for an unhandled exception, without the secret a path may hold."""
+        self.logger.error(
+            "Exception on %s [%s]", links.loggable(request.path), request.method, exc_info=exc_info
+        )
+
+
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: configuration, extensions and blueprints. No queries, no network here."""
-    app = Flask(
+    app = PetitionFlask(
         __name__, template_folder=TEMPLATES, static_folder=STATIC, instance_relative_config=True
     )
     if test_config and test_config.get("TESTING"):

@@ -94,7 +94,7 @@ def make_engine(
         connect_args: dict[str, Any] = {"timeout": 15}
         if file is not None:
             connect_args["factory"] = QueuedSQLiteConnection
-        engine = create_engine(url, echo=echo, connect_args=connect_args)
+        engine = create_engine(url, echo=echo, hide_parameters=True, connect_args=connect_args)
         if file is not None and create:
             file.parent.mkdir(parents=True, exist_ok=True)
         elif file is not None:
@@ -105,6 +105,9 @@ def make_engine(
     engine = create_engine(
         url,
         echo=echo,
+        # An error's text (logged, or kept as a parked message's error) would otherwise quote
+        # the values being written: addresses, names, comments.
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size * 2,
         pool_recycle=1800,

@@ -1,6 +1,12 @@
-"""Absolute links that go into emails, built from PETITION_BASE_URL (there is no request)."""
+"""Absolute links that go into emails, built from PETITION_BASE_URL (there is no request), and
+paths as they may be logged."""
+
+import re
 
 from flask import current_app
+
+# The paths whose next segment is a secret: whoever reads it in a log could use the link.
+_SECRET_SEGMENT = re.compile(r"^/(verify|signature|news/stop|deliveries)/[^/]+")
 
 
 def _absolute(path: str) -> str:
@@ -38,3 +44,8 @@ def share_image(slug: str, count: int) -> str:
 
 def embed(slug: str) -> str:
     return _absolute(f"/letters/{slug}/embed")
+
+
+def loggable(path: str) -> str:
+    """The path with any secret in it replaced by <token>, as deploy/nginx logs it."""
+    return _SECRET_SEGMENT.sub(r"/\1/<token>", path)

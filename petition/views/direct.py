@@ -38,7 +38,7 @@ from werkzeug.http import parse_cookie
 from werkzeug.utils import redirect
 from werkzeug.wsgi import get_host
 
-from petition import cookies, db, limits
+from petition import cookies, db, limits, links
 from petition.errors import DomainError
 from petition.forms.sign import signature_input
 from petition.services import signatures
@@ -93,7 +93,7 @@ class DirectAnswers:
         except (DomainError, SQLAlchemyError):
             pass  # the view tries again and shows what went wrong (the 503 page, say)
         except Exception:
-            log.exception("%s %s: handed to Flask after an error", method, path)
+            log.exception("%s %s: handed to Flask after an error", method, links.loggable(path))
         return None
 
     def _letter_page(self, environ: dict, slug: str) -> Answer | None:

@@ -1,0 +1,57 @@
+"""What the logs and the outbox's errors may hold: never a link's secret, never what was typed."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from petition import db, links
+from petition.services import signatures
+
+SECRET = "01a2SECRETnotForTheLogs"
+
+
+@pytest.mark.parametrize(
+    ("path", "logged"),
+    [
+        (f"/verify/{SECRET}", "/verify/<token>"),
+        (f"/signature/{SECRET}/withdraw", "/signature/<token>/withdraw"),
+        (f"/news/stop/{SECRET}", "/news/stop/<token>"),
+        (f"/deliveries/{SECRET}/signatories.csv", "/deliveries/<token>/signatories.csv"),
+        ("/letters/save-the-library/sign", "/letters/save-the-library/sign"),
+        ("/verify/", "/verify/"),
+    ],
+)
+def test_a_path_is_logged_without_its_secret(path, logged):
+    assert links.loggable(path) == logged
+
+
+@pytest.fixture
+def app_config(app_config: dict[str, Any]) -> dict[str, Any]:
+    return {**app_config, "PROPAGATE_EXCEPTIONS": False}  # log a failure, as deployed
+
+
+def test_a_failing_page_is_logged_without_the_secret_in_its_address(client, monkeypatch, caplog):
+    def broken(*_args: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(signatures, "find_by_manage_token", broken)
+    with caplog.at_level(logging.ERROR):
+        assert client.get(f"/signature/{SECRET}").status_code == 500
+    assert "Exception on /signature/<token> [GET]" in caplog.text
+    assert "RuntimeError: a bug" in caplog.text
+    assert SECRET not in caplog.text
+
+
+def test_a_database_error_does_not_quote_the_values_written(app):
+    with pytest.raises(DBAPIError) as raised, db.engine().connect() as connection:
+        connection.execute(
+            text("INSERT INTO no_such_table (email) VALUES (:email)"),
+            {"email": "private.person@example.org"},
+        )
+    assert "no_such_table" in str(raised.value)
+    assert "private.person@example.org" not in str(raised.value)
