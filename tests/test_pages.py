@@ -95,6 +95,16 @@ def test_the_preview_font_has_the_letters_of_british_and_european_names():
         ('Anne "Nan" O\'Brien, Jr.', "Anne O."),
         ("Al 🎉", "Al"),
         ("Mary-Jane van der Berg", "Mary-Jane B."),
+        # A surname first, or words run together, still show a first name and a letter.
+        ("Wojcik, Agnieszka", "Agnieszka W."),
+        ("Smith,John", "John S."),
+        ("Wojcik, Agnieszka, PhD", "Agnieszka W."),
+        ("Jane Doe, MP", "Jane D."),
+        ("Smith, Jr.", "Smith"),
+        ("Jan.Kowalski", "Jan K."),
+        ("John_Smith", "John S."),
+        ("John\u200bSmith", "John S."),
+        ("J.R.R. Tolkien", "J.R.R. T."),
     ],
 )
 def test_public_names_are_a_first_name_and_a_letter(name, shown):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,21 +22,40 @@ class PublicSignatory:
     signed_at: datetime
 
 
+# What separates the words of a name besides spaces: "John_Smith", and characters that show
+# nothing ("John\u200bSmith"). Dots too, in a name with no space: "Jan.Kowalski".
+_BETWEEN_WORDS = re.compile(r"[\s_\u200b-\u200d\u2060\ufeff]+")
+# What may follow a comma after a whole name: "Anne O'Brien, Jr." is not "Jr. Anne O'Brien".
+_AFTER_A_NAME = {"jr", "sr", "ii", "iii", "iv", "phd", "md", "mp", "msp", "ms", "obe", "mbe", "cbe"}
+
+
 def public_name(full_name: str) -> str:
     """'Jane Doe' -> 'Jane D.': enough to recognise a friend, not enough to profile a stranger.
 
     The initial is the first letter of the last word that has one, before any comma: "Anne
-    O'Brien, Jr." is "Anne O.", "Zoë Ångström 🎉" is "Zoë Å.". A name of one word is shown whole.
+    O'Brien, Jr." is "Anne O.", "Zoë Ångström 🎉" is "Zoë Å.". A surname first, as lists write
+    it, comes last: "Wojcik, Agnieszka" is "Agnieszka W.". A name of one word is shown whole.
     """
-    parts = full_name.split()
+    name = full_name.strip()
+    head, comma, tail = name.partition(",")
+    given = tail.split(",", 1)[0].strip()
+    if comma and len(_words(head)) == 1 and given and given.strip(".").lower() not in _AFTER_A_NAME:
+        name = f"{given} {head}"
+    parts = _words(name.split(",", 1)[0])
     if len(parts) < 2:
-        return full_name.strip()
-    surnames = full_name.split(",", 1)[0].split()[1:] or parts[1:]
-    for word in reversed(surnames):
+        return parts[0] if parts else name
+    for word in reversed(parts[1:]):
         initial = next((character for character in word if character.isalpha()), None)
         if initial is not None:
             return f"{parts[0]} {initial}."
     return parts[0]
+
+
+def _words(text: str) -> list[str]:
+    words = [word for word in _BETWEEN_WORDS.split(text) if word]
+    if len(words) == 1:
+        words = [word for word in words[0].split(".") if word] or words
+    return words
 
 
 def _shown(letter: Letter):
