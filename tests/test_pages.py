@@ -260,12 +260,14 @@ def test_signer_can_hide_their_name_stop_updates_and_still_withdraw(client, make
     assert re.search(r'<input checked[^>]*name="show_name"', page)
     assert re.search(r'<input [^>]*checked[^>]*name="share_email"', page)
     assert "one already delivered stays with the recipient" in page
+    assert "you are shown as “Jane D.”" in page
     signature = fresh_session().query(Signature).one()
     assert signature.wants_updates is False  # nobody is opted in to news without asking
     saved = client.post(f"{manage}/preferences", data={})  # every box unticked
     assert saved.status_code == 303
     assert "Saved." in client.get(saved.headers["Location"]).get_data(as_text=True)
     assert "Jane D." not in client.get(f"/letters/{letter.slug}").get_data(as_text=True)
+    assert "you are counted, but not listed" in client.get(manage).get_data(as_text=True)
     assert api_count(client, letter) == 1  # hiding is not withdrawing
     signature = fresh_session().query(Signature).populate_existing().one()
     assert (signature.show_name, signature.share_email, signature.wants_updates) == (

@@ -331,7 +331,12 @@ def manage(token: str):
     letter = session.get_one(Letter, signature.letter_id)
     form = PreferencesForm(obj=signature)
     return render_template(
-        "public/manage.html", letter=letter, signature=signature, token=token, form=form
+        "public/manage.html",
+        letter=letter,
+        signature=signature,
+        shown_as=signatories.public_name(signature.name),
+        token=token,
+        form=form,
     )
 
 
