@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from flask import Flask, request
@@ -29,7 +30,10 @@ csrf = CSRFProtect()
 
 
 class PetitionFlask(Flask):
-    def log_exception(self, exc_info) -> None:  # type: ignore[no-untyped-def]
+    def log_exception(
+        self,
+        exc_info: tuple[type, BaseException, TracebackType] | tuple[None, None, None],
+    ) -> None:
         """Flask's line for an unhandled exception, without the secret a path may hold."""
         self.logger.error(
             "Exception on %s [%s]", links.loggable(request.path), request.method, exc_info=exc_info
