@@ -105,6 +105,12 @@ def test_the_preview_font_has_the_letters_of_british_and_european_names():
         ("John_Smith", "John S."),
         ("John\u200bSmith", "John S."),
         ("J.R.R. Tolkien", "J.R.R. T."),
+        ("García Márquez, Gabriel", "Gabriel M."),
+        ("Mc Donald, Mary Ann", "Mary D."),
+        (", Jane Doe", "Jane D."),
+        ("_, Jane Doe", "Jane D."),
+        ("Ali Mahdi\u200czadeh", "Ali M."),  # a joiner belongs inside the word
+        (" , ", ","),
     ],
 )
 def test_public_names_are_a_first_name_and_a_letter(name, shown):

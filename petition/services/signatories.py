@@ -23,8 +23,9 @@ class PublicSignatory:
 
 
 # What separates the words of a name besides spaces: "John_Smith", and characters that show
-# nothing ("John\u200bSmith"). Dots too, in a name with no space: "Jan.Kowalski".
-_BETWEEN_WORDS = re.compile(r"[\s_\u200b-\u200d\u2060\ufeff]+")
+# nothing ("John\u200bSmith"; not the joiners, which belong inside words in some scripts). Dots
+# too, in a name with no space: "Jan.Kowalski".
+_BETWEEN_WORDS = re.compile(r"[\s_\u200b\u2060\ufeff]+")
 # What may follow a comma after a whole name: "Anne O'Brien, Jr." is not "Jr. Anne O'Brien".
 _AFTER_A_NAME = {"jr", "sr", "ii", "iii", "iv", "phd", "md", "mp", "msp", "ms", "obe", "mbe", "cbe"}
 
@@ -33,17 +34,17 @@ def public_name(full_name: str) -> str:
     """'Jane Doe' -> 'Jane D.': enough to recognise a friend, not enough to profile a stranger.
 
     The initial is the first letter of the last word that has one, before any comma: "Anne
-    O'Brien, Jr." is "Anne O.", "Zoë Ångström 🎉" is "Zoë Å.". A surname first, as lists write
-    it, comes last: "Wojcik, Agnieszka" is "Agnieszka W.". A name of one word is shown whole.
+    O'Brien, Jr." is "Anne O.", "Zoë Ångström 🎉" is "Zoë Å.". Surnames first, as lists write
+    them, come last: "García Márquez, Gabriel" is "Gabriel M.". A name of one word is shown
+    whole.
     """
-    name = full_name.strip()
-    head, comma, tail = name.partition(",")
+    head, comma, tail = full_name.partition(",")
     given = tail.split(",", 1)[0].strip()
-    if comma and len(_words(head)) == 1 and given and given.strip(".").lower() not in _AFTER_A_NAME:
-        name = f"{given} {head}"
-    parts = _words(name.split(",", 1)[0])
+    if comma and given and given.strip(".").lower() not in _AFTER_A_NAME:
+        head = f"{given} {head}"
+    parts = _words(head) or _words(full_name.replace(",", " "))
     if len(parts) < 2:
-        return parts[0] if parts else name
+        return parts[0] if parts else full_name.strip()  # commas and spaces: nothing to hide
     for word in reversed(parts[1:]):
         initial = next((character for character in word if character.isalpha()), None)
         if initial is not None:
