@@ -26,13 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import cpu, measured, profiling, queries, seed, wrk
-from bench.servers import (
-    HOST,
-    REPO,
-    Gunicorn,
-    GunicornSettings,
-    clean_env,
-)
+from bench.servers import HOST, REPO, Gunicorn, GunicornSettings, clean_env
 from petition.worker import FOLD_EVERY_SECONDS, RECLAIM_AFTER_EVENTS, CountFolder
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
