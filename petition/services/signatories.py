@@ -26,8 +26,14 @@ class PublicSignatory:
 # nothing ("John\u200bSmith"; not the joiners, which belong inside words in some scripts). Dots
 # too, in a name with no space: "Jan.Kowalski".
 _BETWEEN_WORDS = re.compile(r"[\s_\u200b\u2060\ufeff]+")
-# What may follow a comma after a whole name: "Anne O'Brien, Jr." is not "Jr. Anne O'Brien".
-_AFTER_A_NAME = {"jr", "sr", "ii", "iii", "iv", "phd", "md", "mp", "msp", "ms", "obe", "mbe", "cbe"}
+# What may follow a comma after a whole name: "Anne O'Brien, Jr." is not "Jr. Anne O'Brien",
+# nor is "Jane Doe, Chair" a Chair D. A given name has at most two words ("Mary Ann"), so
+# "Jane Doe, Hackney Branch Secretary" is a name and a role too.
+_AFTER_A_NAME = {
+    *("jr", "sr", "ii", "iii", "iv", "phd", "md", "mp", "msp", "ms", "obe", "mbe", "cbe"),
+    *("chair", "vice", "secretary", "treasurer", "councillor", "cllr", "member", "officer"),
+    *("organiser", "organizer", "convenor", "president", "director", "founder", "ceo"),
+}
 
 
 def public_name(full_name: str) -> str:
@@ -39,9 +45,9 @@ def public_name(full_name: str) -> str:
     whole.
     """
     head, comma, tail = full_name.partition(",")
-    given = tail.split(",", 1)[0].strip()
-    if comma and given and given.strip(".").lower() not in _AFTER_A_NAME:
-        head = f"{given} {head}"
+    given = tail.split(",", 1)[0].split()
+    if comma and 0 < len(given) <= 2 and _first_part(given[0]) not in _AFTER_A_NAME:
+        head = f"{' '.join(given)} {head}"
     parts = _words(head) or _words(full_name.replace(",", " "))
     if len(parts) < 2:
         return parts[0] if parts else full_name.strip()  # commas and spaces: nothing to hide
@@ -50,6 +56,11 @@ def public_name(full_name: str) -> str:
         if initial is not None:
             return f"{parts[0]} {initial}."
     return parts[0]
+
+
+def _first_part(word: str) -> str:
+    """'Ph.D.' -> 'phd', 'Vice-Chair' -> 'vice'."""
+    return word.replace(".", "").split("-")[0].lower()
 
 
 def _words(text: str) -> list[str]:
