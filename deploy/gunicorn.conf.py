@@ -6,6 +6,9 @@ GUNICORN_WORKERS=8, so one file serves every host size.
 """
 
 import os
+import sys
+
+from gunicorn.glogging import Logger
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # Two sync workers per core: while one waits (on PostgreSQL for the server's answer and its
@@ -29,6 +32,34 @@ max_requests_jitter = 2_000
 accesslog = os.environ.get("GUNICORN_ACCESSLOG")  # off by default: the proxy logs requests
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+
+
+class SecretMaskingLogger(Logger):
+    """gunicorn's logger, writing a secret link's path as the app's log does (/verify/<token>):
+    in the access log, if it is turned on, and in "Error handling request", which gunicorn
+    writes when a request fails past the app's own error page."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        loggable, uri = _loggable(), environ["RAW_URI"]
+        atoms["r"] = atoms["r"].replace(uri, loggable(uri), 1)
+        atoms["U"] = loggable(atoms["U"] or "")
+        return atoms
+
+    def exception(self, msg, *args, **kwargs):
+        loggable = _loggable()
+        masked = (loggable(arg) if isinstance(arg, str) else arg for arg in args)
+        super().exception(msg, *masked, **kwargs)
+
+
+def _loggable():
+    # Looked up, not imported: requests are served by workers, which have loaded the app, and
+    # the master must never import it (see on_starting).
+    links = sys.modules.get("petition.links")
+    return links.loggable if links else str
+
+
+logger_class = SecretMaskingLogger
 forwarded_allow_ips = "127.0.0.1"
 
 
@@ -40,7 +71,6 @@ def on_starting(server):
     started by a reload (HUP, `systemctl reload`) then load the code installed since.
     """
     import subprocess
-    import sys
 
     checked = subprocess.run([sys.executable, "-c", SETTINGS_CHECK], check=False)  # noqa: S603
     if checked.returncode != 0:

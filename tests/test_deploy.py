@@ -168,6 +168,67 @@ def test_gunicorns_master_checks_the_settings_without_importing_the_app(tmp_path
     assert (checked.returncode, checked.stdout.strip()) == (0, "[]"), checked.stderr
 
 
+SECRET = "01a2SECRETnotForTheLogs"
+
+
+def test_gunicorns_access_log_writes_secret_links_without_their_token(tmp_path):
+    port = free_port()
+    environment = _app_environment(tmp_path)
+    environment.update(
+        PETITION_SECRET_KEY="s" * 40,
+        GUNICORN_BIND=f"127.0.0.1:{port}",
+        GUNICORN_WORKERS="1",
+        GUNICORN_ACCESSLOG=str(tmp_path / "access.log"),
+    )
+    subprocess.run(
+        [sys.executable, "-m", "petition.cli", "db", "upgrade"], env=environment, check=True
+    )
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(DEPLOY / "gunicorn.conf.py"),
+            "petition.wsgi:app",
+        ],
+        env=environment,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, seconds=30)
+        for path in (f"/verify/{SECRET}", f"/signature/{SECRET}?x=1", "/letters/open-one"):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("GET", path)
+            connection.getresponse().read()
+            connection.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    log = (tmp_path / "access.log").read_text()
+    assert SECRET not in log
+    assert '"GET /verify/<token> HTTP/1.1"' in log
+    assert '"GET /signature/<token> HTTP/1.1"' in log
+    assert '"GET /letters/open-one HTTP/1.1"' in log
+
+
+def test_gunicorns_error_log_writes_a_failed_request_without_its_token(tmp_path):
+    from gunicorn.config import Config
+
+    logger_class = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))["logger_class"]
+    settings = Config()
+    settings.set("errorlog", str(tmp_path / "error.log"))
+    logger = logger_class(settings)
+    try:
+        raise RuntimeError("the error page failed too")
+    except RuntimeError:  # as gunicorn's worker logs a request the app could not answer
+        logger.exception("Error handling request %s", f"/deliveries/{SECRET}/signatories.csv")
+    log = (tmp_path / "error.log").read_text()
+    assert "Error handling request /deliveries/<token>/signatories.csv" in log
+    assert "RuntimeError: the error page failed too" in log
+    assert SECRET not in log
+
+
 def test_the_systemd_units_pass_systemd_analyze(tmp_path):
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
