@@ -145,25 +145,71 @@ def test_closing_date_survives_editing_unchanged(client, logged_in):
     assert letter.closes_at.isoformat() == "2030-06-30T23:00:00+00:00"  # midnight BST
 
 
+def _form_of(letter: Letter, **changes: str) -> dict[str, str]:
+    """The edit form as it comes, with these changes typed in."""
+    form = {
+        "title": letter.title,
+        "recipient_name": letter.recipient_name,
+        "recipient_role": letter.recipient_role,
+        "body": letter.body_markdown,
+    }
+    return {**form, **changes}
+
+
 def test_a_question_people_have_answered_cannot_be_dropped(client, logged_in, make_letter, mailbox):
     letter = make_letter(organiser=logged_in, ask_postcode=True, ask_comment=True)
     sign_and_confirm(client, mailbox, letter, postcode="LS1 4AP")
     edit = f"/organiser/letters/{letter.id}/edit"
-    edited = {key: value for key, value in LETTER_FORM.items() if key != "ask_postcode"}
-    edited["title"] = "Stand now, please"  # neither question ticked
+    edited = _form_of(letter, goal="750")  # neither question ticked
     refused = client.post(edit, data=edited)
     assert refused.status_code == 422
     page = refused.get_data(as_text=True)
     assert "People who signed have given a postcode, so the letter keeps asking for it" in page
-    assert 'value="Stand now, please"' in page
+    assert 'value="750"' in page
     # Nobody wrote a comment, so that question may go; the postcode stays.
     assert client.post(edit, data=dict(edited, ask_postcode="y")).status_code == 303
     saved = fresh_session().get(Letter, letter.id, populate_existing=True)
-    assert (saved.title, saved.ask_postcode, saved.ask_comment) == (
-        "Stand now, please",
-        True,
-        False,
+    assert (saved.goal, saved.ask_postcode, saved.ask_comment) == (750, True, False)
+
+
+def test_the_words_people_signed_stay_as_they_signed_them(client, logged_in, make_letter, mailbox):
+    letter = make_letter(organiser=logged_in)
+    edit = f"/organiser/letters/{letter.id}/edit"
+    # Published but not yet signed: a typo can still be put right.
+    fixed = _form_of(letter, title="Stand for the leadership, Alex")
+    assert client.post(edit, data=fixed).status_code == 303
+    sign_and_confirm(client, mailbox, letter)
+
+    form = client.get(edit).get_data(as_text=True)
+    assert "People have signed this letter, so its title, recipient and text stay" in form
+    assert re.search(r'<input[^>]*id="title"[^>]*readonly', form)
+    assert re.search(r'<textarea[^>]*id="body"[^>]*readonly', form)
+    assert not re.search(r'<input[^>]*id="goal"[^>]*readonly', form)
+    for change in (
+        {"recipient_name": "Acme Property Developers Ltd"},
+        {"recipient_role": "Buyer of the library"},
+        {"title": "Sell the library"},
+        {"body": "We support selling the library."},
+    ):
+        refused = client.post(edit, data=dict(fixed, goal="900", **change))
+        assert refused.status_code == 422, change
+        page = refused.get_data(as_text=True)
+        assert "People have signed this letter as it stands" in page
+        field = next(iter(change))
+        assert f'id="{field}-error"' in page  # beside the field that changed
+        assert 'value="900"' in page  # and what was typed is kept
+    saved = fresh_session().get(Letter, letter.id, populate_existing=True)
+    assert (saved.title, saved.recipient_name, saved.goal) == (
+        "Stand for the leadership, Alex",
+        "Alex Morgan MP",
+        None,
     )
+    # The rest can still change, with the signed words sent back as they are.
+    assert (
+        client.post(edit, data=dict(fixed, goal="900", closes_on="2030-06-30")).status_code == 303
+    )
+    saved = fresh_session().get(Letter, letter.id, populate_existing=True)
+    assert (saved.body_markdown, saved.goal) == ("Dear Alex,\n\nPlease **stand**.", 900)
 
 
 def test_absurd_ids_in_urls_are_not_found(client, logged_in):

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from petition import emails, markup, text
 from petition.db import utcnow
 from petition.errors import InvalidInput, LetterNotEditable, LetterNotFound, NotFound, SlugTaken
-from petition.models import Letter, LetterStatus, Organiser, Signature
+from petition.models import Letter, LetterStatus, Organiser, Signature, SignatureState
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 SLUG_MAX = 80
@@ -177,9 +177,46 @@ def update(
         if session.scalar(select(Letter.id).where(Letter.slug == slug)) is not None:
             raise SlugTaken(field="slug")
         letter.slug = slug
+    _keep_signed_words(session, letter, data)
     _keep_answered_questions(session, letter, data)
     _apply(letter, data, now)
     session.flush()
+
+
+# What a signature endorses: the letter's words and whom they are addressed to, as
+# (LetterInput's name, the letter form's name).
+SIGNED_WORDS = (
+    ("title", "title"),
+    ("recipient_name", "recipient_name"),
+    ("recipient_role", "recipient_role"),
+    ("body_markdown", "body"),
+)
+
+
+def has_signatories(session: Session, letter: Letter) -> bool:
+    """Whether anyone has confirmed a signature of this letter (and not withdrawn it)."""
+    confirmed = select(Signature.id).where(
+        Signature.letter_id == letter.id, Signature.state == SignatureState.VERIFIED
+    )
+    return session.scalar(confirmed.limit(1)) is not None
+
+
+def _keep_signed_words(session: Session, letter: Letter, data: LetterInput) -> None:
+    """Once someone has confirmed, the words stay as they signed them: a signature, and the
+    consent to share an email address with the recipient, were given to this letter to this
+    recipient, and the recipient must get what people signed."""
+    changed = [
+        field
+        for attribute, field in SIGNED_WORDS
+        if (getattr(data, attribute) or "") != (getattr(letter, attribute) or "")
+    ]
+    if changed and has_signatories(session, letter):
+        raise InvalidInput(
+            "People have signed this letter as it stands, so its title, recipient and text "
+            "stay as they are. To tell signers something, send them news; to ask for "
+            "something else, close this letter and start a new one.",
+            field=changed[0],
+        )
 
 
 # The optional questions: the letter's flag, the signature's column, what it asks for.

@@ -82,8 +82,13 @@ def _letter_form(
     letter: Letter | None,
     save: Callable[[Session, LetterInput], Letter | None],
     saved_message: str,
+    *,
+    signed: bool = False,
 ):
-    """Show the letter form, or save it and go to the letter; refusals return to the form."""
+    """Show the letter form, or save it and go to the letter; refusals return to the form.
+
+    signed: people have confirmed, so the words they signed are shown but cannot be changed.
+    """
     if form.validate_on_submit():
         try:
             with transaction() as session:
@@ -94,7 +99,8 @@ def _letter_form(
             flash(saved_message)
             return redirect(url_for("organiser.show_letter", letter_id=letter.id), 303)
     status = 422 if form.is_submitted() else 200
-    return render_template("organiser/letter_form.html", form=form, letter=letter), status
+    page = render_template("organiser/letter_form.html", form=form, letter=letter, signed=signed)
+    return page, status
 
 
 @bp.get("/letters/<id:letter_id>")
@@ -146,7 +152,8 @@ def news_page(letter_id: int):
 @bp.route("/letters/<id:letter_id>/edit", methods=["GET", "POST"])
 @login_required
 def edit_letter(letter_id: int):
-    letter = letters.get_for_organiser(get_session(), current_user, letter_id)
+    session = get_session()
+    letter = letters.get_for_organiser(session, current_user, letter_id)
     letters.ensure_editable(letter)
     form = LetterForm() if request.method == "POST" else LetterForm.from_letter(letter)
     return _letter_form(
@@ -154,6 +161,7 @@ def edit_letter(letter_id: int):
         letter,
         lambda session, data: letters.update(session, letter, data),
         _("Changes saved."),
+        signed=letters.has_signatories(session, letter),
     )
 
 
