@@ -202,6 +202,48 @@ def test_the_letter_page_fits_a_320_pixel_screen(page: Page, make_letter):
     assert width <= 320, f"with form errors, the page scrolls sideways: {width}px wide in 320px"
 
 
+def test_one_signers_long_words_do_not_widen_the_pages_on_a_phone(
+    page: Page, make_letter, mailbox, emailed_link
+):
+    letter = open_letter(make_letter)
+    page.set_viewport_size({"width": 320, "height": 640})
+    page.goto(f"/letters/{letter.slug}")
+    form = page.locator("form", has=page.get_by_role("button", name="Sign the letter"))
+    form.get_by_label("Your name", exact=True).fill("Jane " + "Doe" * 30)
+    form.get_by_label("Email address", exact=True).fill("jane@example.org")
+    form.get_by_label("Postcode", exact=True).fill("LS1 4AP")
+    link = "https://www.example.org/politics/2026/dec/07/members-urge-their-mp-to-stand-for-leader"
+    form.get_by_role("textbox", name="Comment").fill(f"Read this: {link}")
+    form.get_by_label("Show my first name", exact=False).check()
+    form.get_by_role("button", name="Sign the letter").click()
+    mailbox.deliver()
+    confirm = emailed_link("jane@example.org", "/verify/")
+    manage = None
+    for path in (confirm, None, f"/letters/{letter.slug}", f"/letters/{letter.slug}/signatories"):
+        if path is None:  # the thank-you page, then the signer's own page from its link
+            page.get_by_role("button", name="Confirm my signature").click()
+            expect(page.get_by_text("You are signature #1")).to_be_visible()
+            mailbox.deliver()
+            manage = emailed_link("jane@example.org", "/signature/")
+        else:
+            page.goto(path)
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 320, f"{page.url} scrolls sideways: {width}px wide in 320px"
+    page.goto(manage)
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 320, f"the signer's page scrolls sideways: {width}px wide in 320px"
+
+
+def test_a_copy_button_stays_hidden_where_it_cannot_work(page: Page, make_letter):
+    """Without the clipboard (no script, or plain HTTP), the button that would copy is not shown."""
+    letter = make_letter()
+    page.add_init_script("delete Navigator.prototype.clipboard")
+    page.goto(f"/letters/{letter.slug}")
+    copy = page.locator("button.copy-link")
+    assert copy.count() > 0
+    expect(copy.first).to_be_hidden()
+
+
 # -- accessibility (axe-core: no serious or critical violations) --------------------------------
 
 
