@@ -35,20 +35,34 @@ _AFTER_A_NAME = {
     *("organiser", "organizer", "convenor", "president", "director", "founder", "ceo"),
 }
 
+# Titles before a name: "Cllr Jane Smith" is "Jane S.", but "Dr Smith" stays "Dr S.".
+_BEFORE_A_NAME = {
+    *("mr", "mrs", "ms", "miss", "mx", "dr", "prof", "cllr", "councillor", "rev", "revd"),
+    *("sir", "dame", "lord", "lady", "baroness", "rt", "hon"),
+}
+# An aside after a name, or within it: "Jane Smith - Unison rep", "Jane Smith (Hackney)".
+_ASIDE = re.compile(r"\s+[-–—|/]\s.*|\s*[(\[].*?[)\]]")
+
 
 def public_name(full_name: str) -> str:
     """'Jane Doe' -> 'Jane D.': enough to recognise a friend, not enough to profile a stranger.
 
     The initial is the first letter of the last word that has one, before any comma: "Anne
     O'Brien, Jr." is "Anne O.", "Zoë Ångström 🎉" is "Zoë Å.". Surnames first, as lists write
-    them, come last: "García Márquez, Gabriel" is "Gabriel M.". A name of one word is shown
+    them, come last: "García Márquez, Gabriel" is "Gabriel M.". Titles, suffixes and asides
+    are left out: "Cllr Jane Smith MP (Hackney)" is "Jane S.". A name of one word is shown
     whole.
     """
-    head, comma, tail = full_name.partition(",")
+    named = _ASIDE.sub(" ", full_name).strip() or re.sub(r"[()\[\]]", " ", full_name)
+    head, comma, tail = named.partition(",")
     given = tail.split(",", 1)[0].split()
     if comma and 0 < len(given) <= 2 and _first_part(given[0]) not in _AFTER_A_NAME:
         head = f"{' '.join(given)} {head}"
     parts = _words(head) or _words(full_name.replace(",", " "))
+    while len(parts) > 2 and _first_part(parts[0]) in _BEFORE_A_NAME:
+        parts = parts[1:]
+    while len(parts) > 2 and _first_part(parts[-1]) in _AFTER_A_NAME:
+        parts = parts[:-1]
     if len(parts) < 2:
         return parts[0] if parts else full_name.strip()  # commas and spaces: nothing to hide
     for word in reversed(parts[1:]):
