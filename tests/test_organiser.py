@@ -347,7 +347,9 @@ def test_delivery_link_lets_the_office_download_until_revoked(
     made = re.search(r"<td>(\d+ \w+ \d{4}, \d\d:\d\d)</td>", organiser_page).group(1)
     assert f"Revoke the link created {made}? Whoever has it" in organiser_page
     client.post(f"/organiser/letters/{letter.id}/close")
-    assert ": this is the final list." in office.get(url).get_data(as_text=True)
+    closed = office.get(url).get_data(as_text=True)
+    assert ": nobody can sign any more." in closed
+    assert "download the file again whenever you use it" in closed
 
     from petition.models import Delivery
 
