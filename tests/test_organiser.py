@@ -363,6 +363,31 @@ def test_delivery_link_lets_the_office_download_until_revoked(
     assert "check that the whole link was copied" in garbled.get_data(as_text=True)
 
 
+def test_delivery_links_say_whom_they_are_for(client, logged_in, make_letter):
+    letter = make_letter(organiser=logged_in)
+    deliveries = f"/organiser/letters/{letter.id}/deliveries"
+    too_long = "Office of " + "Alex Morgan MP " * 6
+    refused = client.post(deliveries, data={"label": too_long})
+    assert refused.status_code == 422
+    page = refused.get_data(as_text=True)
+    assert "Keep it to 80 characters." in page
+    assert 'id="label-error"' in page
+    assert f'value="{too_long.strip()}"' in page
+    assert "/deliveries/" not in page.split('id="deliver"', 1)[1].split("<form", 1)[0]
+    assert client.get(deliveries).headers["Location"].endswith(f"/letters/{letter.id}#deliver")
+    control = client.post(deliveries, data={"label": "Office\u0007"})
+    assert control.status_code == 422
+    assert "U+0007" in control.get_data(as_text=True)
+
+    assert client.post(deliveries, data={"label": "  Office of Alex Morgan MP "}).status_code == 303
+    assert client.post(deliveries, data={"label": ""}).status_code == 303
+    shown = client.get(f"/organiser/letters/{letter.id}").get_data(as_text=True)
+    assert "<td>Office of Alex Morgan MP</td>" in shown
+    assert "Revoke the link for Office of Alex Morgan MP, created " in shown
+    assert "<td>—</td>" in shown  # the link made without a label
+    assert "Revoke the link created " in shown
+
+
 def test_repeated_wrong_passwords_are_slowed_down(client, make_organiser):
     make_organiser()
     statuses = [

@@ -26,6 +26,7 @@ from petition.forms.validators import (
     whole_number,
 )
 from petition.models import Letter
+from petition.models.delivery import LABEL_MAX
 from petition.services.letters import GOAL_MAX, SLUG_MAX, LetterInput, closing_problem
 
 
@@ -183,6 +184,17 @@ class LetterForm(Form):
             ask_organisation=bool(self.ask_organisation.data),
             ask_comment=bool(self.ask_comment.data),
         )
+
+
+class DeliveryForm(Form):
+    """A new delivery link, and whom it is for (the service checks the label)."""
+
+    label = StringField(
+        _l("Who is it for? (optional)"),
+        filters=[strip],
+        render_kw={"maxlength": LABEL_MAX},
+        description=_l("Only you see this, e.g. “Office of Alex Morgan MP”."),
+    )
 
 
 class NewsForm(Form):

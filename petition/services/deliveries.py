@@ -7,22 +7,36 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from petition import tokens
+from petition import text, tokens
 from petition.db import utcnow
-from petition.errors import InvalidToken, LetterNotEditable, TokenExpired
+from petition.errors import InvalidInput, InvalidToken, LetterNotEditable, TokenExpired
 from petition.models import Delivery, Letter, LetterStatus
+from petition.models.delivery import LABEL_MAX
 
 
-def create(session: Session, letter: Letter, days: int, now: datetime | None = None) -> str:
-    """A new delivery link for a published letter; returns the raw token (shown once)."""
+def create(
+    session: Session,
+    letter: Letter,
+    days: int,
+    label: str | None = None,
+    now: datetime | None = None,
+) -> str:
+    """A new delivery link for a published letter, labelled with whom it is for (seen by
+    organisers only); returns the raw token (shown once)."""
     if letter.status is LetterStatus.DRAFT:
         raise LetterNotEditable("Publish the letter before delivering it.")
+    label = (label or "").strip() or None
+    if label and len(label) > LABEL_MAX:
+        raise InvalidInput(f"Keep it to {LABEL_MAX} characters.", field="label")
+    if label and (problem := text.problem(label)):
+        raise InvalidInput(problem, field="label")
     now = now or utcnow()
     raw, digest = tokens.new_token()
     session.add(
         Delivery(
             letter_id=letter.id,
             token_hash=digest,
+            label=label,
             created_at=now,
             expires_at=now + timedelta(days=days),
         )

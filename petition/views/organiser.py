@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from petition import links
 from petition.db import get_session, transaction, utcnow
 from petition.errors import DomainError
-from petition.forms.organiser import LetterForm, LoginForm, NewsForm
+from petition.forms.organiser import DeliveryForm, LetterForm, LoginForm, NewsForm
 from petition.limits import check_login_attempt
 from petition.models import Letter
 from petition.services import counts, deliveries, letters, news, organisers
@@ -105,7 +105,12 @@ def _letter_form(
 
 @bp.get("/letters/<id:letter_id>")
 @login_required
-def show_letter(letter_id: int, news_form: NewsForm | None = None, status: int = 200):
+def show_letter(
+    letter_id: int,
+    news_form: NewsForm | None = None,
+    delivery_form: DeliveryForm | None = None,
+    status: int = 200,
+):
     session = get_session()
     letter = letters.get_for_organiser(session, current_user, letter_id)
     page = render_template(
@@ -116,6 +121,7 @@ def show_letter(letter_id: int, news_form: NewsForm | None = None, status: int =
         public_url=links.letter(letter.slug),
         embed_url=links.embed(letter.slug),
         news_form=news_form or NewsForm(),
+        delivery_form=delivery_form or DeliveryForm(),
         news_audience=news.audience_size(session, letter),
         news_next=news.next_allowed(letter),
         now=utcnow(),
@@ -135,7 +141,7 @@ def send_news(letter_id: int):
         if error.status != 422:
             raise
         show_on_form(form, error)
-        return show_letter(letter_id, form, 422)
+        return show_letter(letter_id, news_form=form, status=422)
     # Shown in the news section, where the page opens after sending (its #news anchor).
     message = ngettext("News queued for %(num)s signer.", "News queued for %(num)s signers.", sent)
     flash(message, "news")
@@ -221,12 +227,27 @@ def export_letter(letter_id: int):
 @bp.post("/letters/<id:letter_id>/deliveries")
 @login_required
 def create_delivery(letter_id: int):
-    with transaction() as session:
-        letter = letters.get_for_organiser(session, current_user, letter_id)
-        token = deliveries.create(session, letter, current_app.config["DELIVERY_LINK_DAYS"])
+    form = DeliveryForm()
+    days = current_app.config["DELIVERY_LINK_DAYS"]
+    try:
+        with transaction() as session:
+            letter = letters.get_for_organiser(session, current_user, letter_id)
+            token = deliveries.create(session, letter, days, label=form.label.data)
+    except DomainError as error:
+        if error.status != 422:
+            raise
+        show_on_form(form, error)
+        return show_letter(letter_id, delivery_form=form, status=422)
     # Shown once, on the next page (redirecting, so a reload does not make another link).
     flash(links.delivery(token), "delivery-link")
-    return redirect(url_for("organiser.show_letter", letter_id=letter_id), 303)
+    return redirect(url_for("organiser.show_letter", letter_id=letter_id, _anchor="deliver"), 303)
+
+
+@bp.get("/letters/<id:letter_id>/deliveries")
+@login_required
+def deliveries_page(letter_id: int):
+    """Reloading after a refused link lands here: back to the letter's delivery section."""
+    return redirect(url_for("organiser.show_letter", letter_id=letter_id, _anchor="deliver"), 303)
 
 
 @bp.post("/letters/<id:letter_id>/deliveries/<id:delivery_id>/revoke")
