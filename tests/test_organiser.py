@@ -5,13 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from petition.cli import cli
+from petition.db import utcnow
 from petition.models import Letter, LetterStatus
-from tests.conftest import PASSWORD, api_count, fresh_session, sign_and_confirm
+from petition.services import counts
+from tests.conftest import PASSWORD, api_count, fresh_session, sign_and_confirm, sign_data
 
 LETTER_FORM = {
     "title": "Stand for the leadership",
@@ -361,6 +364,30 @@ def test_delivery_link_lets_the_office_download_until_revoked(
     garbled = office.get("/deliveries/made-up-token-that-is-long")
     assert garbled.status_code == 404
     assert "check that the whole link was copied" in garbled.get_data(as_text=True)
+
+
+def test_the_organiser_sees_how_many_signers_have_yet_to_confirm(
+    client, logged_in, make_letter, mailbox
+):
+    letter = make_letter(organiser=logged_in)
+    page = f"/organiser/letters/{letter.id}"
+
+    def waiting() -> str:
+        shown = client.get(page).get_data(as_text=True)
+        return re.search(r"<dt>Waiting for confirmation</dt><dd>([\d,]+) ", shown).group(1)
+
+    assert waiting() == "0"
+    for email in ("ann@example.org", "bob@example.org"):
+        signed = client.post(f"/letters/{letter.slug}/sign", data=sign_data(email=email))
+        assert signed.status_code == 303
+    assert waiting() == "2"
+    sign_and_confirm(client, mailbox, letter, email="cat@example.org")
+    assert waiting() == "2"  # cat confirmed at once
+    mailbox.deliver()
+    assert client.post(mailbox.link("ann@example.org", "/verify/")).status_code == 200
+    assert waiting() == "1"
+    a_year_on = utcnow() + timedelta(days=366)  # bob's link has expired: he can no longer confirm
+    assert counts.unconfirmed(fresh_session(), letter.id, now=a_year_on) == 0
 
 
 def test_delivery_links_say_whom_they_are_for(client, logged_in, make_letter):

@@ -9,12 +9,13 @@ recount() proves the stored figures against the signatures themselves.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Engine, delete, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from petition.cache import Cache, remember
-from petition.db import is_postgres
+from petition.db import is_postgres, utcnow
 from petition.models import CountEvent, Letter, Signature, SignatureState
 
 # Any constant shared by all app instances; names the folder's advisory lock in PostgreSQL.
@@ -33,6 +34,17 @@ def _pending_sum(letter_id):
 def current(session: Session, letter_id: int) -> int:
     """The exact number of verified signatures, as of this statement."""
     query = select(Letter.signature_count + _pending_sum(Letter.id)).where(Letter.id == letter_id)
+    return int(session.scalar(query) or 0)
+
+
+def unconfirmed(session: Session, letter_id: int, now: datetime | None = None) -> int:
+    """Signatures whose signer has not yet pressed the emailed link, and still can: a number
+    that grows while the confirmed count does not tells organisers that mail is not arriving."""
+    query = select(func.count()).where(
+        Signature.letter_id == letter_id,
+        Signature.state == SignatureState.PENDING,
+        Signature.verify_expires_at > (now or utcnow()),
+    )
     return int(session.scalar(query) or 0)
 
 

@@ -117,6 +117,7 @@ def show_letter(
         "organiser/letter.html",
         letter=letter,
         count=counts.current(session, letter.id),
+        unconfirmed=counts.unconfirmed(session, letter.id),
         deliveries=deliveries.list_for_letter(session, letter),
         public_url=links.letter(letter.slug),
         embed_url=links.embed(letter.slug),
