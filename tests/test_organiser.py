@@ -6,6 +6,7 @@ import csv
 import io
 import re
 from datetime import timedelta
+from urllib.parse import parse_qs, unquote
 
 import pytest
 from sqlalchemy import select
@@ -364,6 +365,25 @@ def test_delivery_link_lets_the_office_download_until_revoked(
     garbled = office.get("/deliveries/made-up-token-that-is-long")
     assert garbled.status_code == 404
     assert "check that the whole link was copied" in garbled.get_data(as_text=True)
+
+
+def test_a_new_delivery_link_can_be_emailed_to_the_recipient_from_the_organisers_mail(
+    client, logged_in, make_letter
+):
+    letter = make_letter(organiser=logged_in, recipient_email="office+letters@example.org")
+    created = client.post(f"/organiser/letters/{letter.id}/deliveries")
+    page = client.get(created.headers["Location"]).get_data(as_text=True)
+    link = page.split('id="delivery-url" type="text" readonly value="', 1)[1].split('"', 1)[0]
+    mailto = re.search(r'href="(mailto:[^"]+)"', page).group(1).replace("&amp;", "&")
+    address, query = mailto.removeprefix("mailto:").split("?", 1)
+    assert unquote(address) == "office+letters@example.org"
+    fields = parse_qs(query)
+    assert fields["subject"] == ["Open letter: Stand for the leadership"]
+    assert fields["body"][0].endswith(f"\r\n\r\n{link}\r\n")
+    assert "Email it to office+letters@example.org" in page
+    # Shown with the link, once: the next view of the page has neither.
+    again = client.get(f"/organiser/letters/{letter.id}").get_data(as_text=True)
+    assert "mailto:" not in again
 
 
 def test_the_organiser_sees_how_many_signers_have_yet_to_confirm(

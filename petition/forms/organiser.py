@@ -99,6 +99,7 @@ class LetterForm(Form):
         _l("Recipient’s email (optional, never shown publicly)"),
         filters=[strip],
         validators=[Optional(), Length(max=254), email_address],
+        description=_l("Where to send the delivery link: you can email it from your own mail."),
     )
     body = TextAreaField(
         _l("The letter"),
