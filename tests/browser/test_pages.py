@@ -165,6 +165,7 @@ def test_form_errors_are_announced_linked_to_their_fields_and_keep_what_was_type
     summary = page.get_by_role("alert")
     expect(summary).to_be_visible()
     expect(summary).to_be_focused()
+    expect(page).to_have_title(f"Error: {letter.title}")
 
     errors = {"email": "Enter a valid email address", "postcode": "A postcode has letters"}
     expect(summary.get_by_role("link")).to_have_count(len(errors))
@@ -200,6 +201,15 @@ def test_the_letter_page_fits_a_320_pixel_screen(page: Page, make_letter):
     expect(page.get_by_role("alert")).to_be_visible()
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 320, f"with form errors, the page scrolls sideways: {width}px wide in 320px"
+
+
+def test_the_letter_text_has_a_heading_to_jump_to(page: Page, make_letter):
+    letter = open_letter(make_letter)
+    page.goto(f"/letters/{letter.slug}")
+    article = page.get_by_role("article", name="The letter")
+    expect(article).to_contain_text("We, the undersigned members")
+    headings = page.get_by_role("heading", level=2).all_inner_texts()
+    assert headings.index("The letter") < headings.index("Why now")  # the text's own headings
 
 
 def test_one_signers_long_words_do_not_widen_the_pages_on_a_phone(
