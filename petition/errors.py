@@ -134,7 +134,8 @@ def _csrf_error(error: CSRFError):
         str(
             _l(
                 "For your security, forms only work for a while and need cookies. "
-                "Go back, reload the page and try again: what you typed is not lost if you go back."
+                "Go back to the form, copy anything long you typed (reloading may clear it), "
+                "reload the page and send it again."
             )
         ),
     )

@@ -203,6 +203,19 @@ def test_the_letter_page_fits_a_320_pixel_screen(page: Page, make_letter):
     assert width <= 320, f"with form errors, the page scrolls sideways: {width}px wide in 320px"
 
 
+def test_a_field_reached_from_the_error_summary_shows_its_label_on_a_phone(page: Page, make_letter):
+    letter = open_letter(make_letter)
+    page.set_viewport_size({"width": 320, "height": 568})
+    page.goto(f"/letters/{letter.slug}")
+    page.get_by_label("Your name", exact=True).fill("Jane Doe")
+    page.get_by_label("Postcode", exact=True).fill("LS1 4AP!")
+    page.get_by_role("button", name="Sign the letter").click()
+    page.get_by_role("alert").locator('a[href="#postcode"]').click()
+    expect(page.locator("#postcode")).to_be_focused()
+    label = page.locator('label[for="postcode"]').bounding_box()
+    assert label is not None and label["y"] >= 0, f"the label is above the screen: {label}"
+
+
 def test_the_letter_text_has_a_heading_to_jump_to(page: Page, make_letter):
     letter = open_letter(make_letter)
     page.goto(f"/letters/{letter.slug}")
