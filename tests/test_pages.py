@@ -33,6 +33,17 @@ def test_letter_page_shows_count_progress_days_left_and_recent_public_signers(
     assert "Hidden" not in page
 
 
+def test_an_address_typed_in_capitals_leads_to_the_letter(client, make_letter):
+    letter = make_letter()
+    typed = client.get("/letters/Stand-For-The-Leadership?utm_source=poster")
+    assert typed.status_code == 301
+    assert typed.headers["Location"] == f"/letters/{letter.slug}?utm_source=poster"
+    assert client.get("/letters/STAND-for-the-leadership").headers["Location"] == (
+        f"/letters/{letter.slug}"
+    )
+    assert client.get("/letters/No-Such-Letter", follow_redirects=True).status_code == 404
+
+
 def test_the_closing_day_says_it_is_the_last_day(client, make_letter):
     today = utcnow().astimezone(LOCAL_TIME).date()
     letter = make_letter(closes_at=end_of_day(today))

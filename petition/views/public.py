@@ -93,6 +93,10 @@ def letter(slug: str):
     keeps it live. Organisers (their own header) and anyone with a message waiting are served a
     fresh page.
     """
+    if slug != slug.lower():  # typed from a poster: addresses are made in lower case
+        query = request.query_string.decode("latin-1")
+        target = url_for("public.letter", slug=slug.lower())
+        return redirect(f"{target}?{query}" if query else target, 301)
     seconds = current_app.config["COUNT_CACHE_SECONDS"]
     if seconds <= 0 or not _plain_visitor():
         return _letter_page(slug)
