@@ -141,7 +141,7 @@ class Goal(click.ParamType):
         goal = text.whole_number(str(value), 1, GOAL_MAX)
         if goal is None:
             self.fail(
-                f"give a whole number from 1 to {GOAL_MAX:,}, without commas, not "
+                f"give a whole number from 1 to {GOAL_MAX:,}, not "
                 f"{str(value).strip()!r}."
             )
         return goal

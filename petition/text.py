@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 # Bidirectional overrides and isolates can make text display in a different order than it is
@@ -34,13 +35,19 @@ def _visible(char: str) -> bool:
     return unicodedata.category(char)[0] not in "ZC"
 
 
+# ASCII digits, in groups of three after the first if separated, as people write them:
+# "1000", "1,000", "10 000" (a space, a no-break space or a narrow one).
+_WHOLE_NUMBER = re.compile(r"[0-9]+|[0-9]{1,3}(?:([, \u00a0\u202f])[0-9]{3})(?:\1[0-9]{3})*")
+
+
 def whole_number(text: str, low: int, high: int) -> int | None:
-    """The number `text` spells in ASCII digits if it lies from low to high; None otherwise
-    (signs, commas, spaces inside and other scripts' digits included)."""
+    """The number `text` spells if it lies from low to high; None otherwise (signs, decimals,
+    misplaced separators and other scripts' digits included)."""
     text = text.strip()
-    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+    if not _WHOLE_NUMBER.fullmatch(text):
         return None
-    return int(text)
+    number = int(re.sub(r"[^0-9]", "", text))
+    return number if low <= number <= high else None
 
 
 def one_line_ending(value: str) -> str:

@@ -90,7 +90,7 @@ def test_letter_form_errors_keep_the_text(client, logged_in):
     assert response.status_code == 422
     page = response.get_data(as_text=True)
     assert "Give the letter a title." in page
-    assert "Enter a whole number from 1 to 100,000,000, without commas." in page
+    assert "Enter a whole number from 1 to 100,000,000." in page
     assert "lower-case letters, digits and single hyphens" in page
     assert "Enter the date as year-month-day, e.g. 2027-03-31." in page
     assert 'value="yesterday"' in page
@@ -104,6 +104,30 @@ def test_letter_form_errors_keep_the_text(client, logged_in):
     assert "Please stand." in page
     assert 'value="Not A Slug!"' in page  # exactly as typed
     assert "U+202E" in page
+
+
+@pytest.mark.parametrize(
+    ("typed", "goal"),
+    [
+        ("1000", 1000),
+        ("1,000", 1000),
+        ("10 000", 10000),
+        ("2\u202f500", 2500),
+        ("100,000,000", 10**8),
+    ],
+)
+def test_a_goal_may_be_written_with_thousands_separators(client, logged_in, typed, goal):
+    assert (
+        client.post("/organiser/letters/new", data=dict(LETTER_FORM, goal=typed)).status_code == 303
+    )
+    assert fresh_session().scalar(select(Letter.goal)) == goal
+
+
+@pytest.mark.parametrize("typed", ["1,00", "1,000 000", "1.5", "1,000.0", ",100", "１０", "0"])
+def test_a_goal_that_is_not_a_whole_number_in_range_is_refused(client, logged_in, typed):
+    refused = client.post("/organiser/letters/new", data=dict(LETTER_FORM, goal=typed))
+    assert refused.status_code == 422
+    assert "Enter a whole number from 1 to 100,000,000." in refused.get_data(as_text=True)
 
 
 def test_closing_date_must_be_in_the_future_and_within_reason(client, logged_in):
@@ -125,7 +149,7 @@ def test_closing_date_must_be_in_the_future_and_within_reason(client, logged_in)
 def test_a_past_closing_date_is_named_with_the_other_mistakes_at_once(client, logged_in):
     data = dict(LETTER_FORM, goal="0", closes_on="2020-01-01")
     page = client.post("/organiser/letters/new", data=data).get_data(as_text=True)
-    assert "Enter a whole number from 1 to 100,000,000, without commas." in page
+    assert "Enter a whole number from 1 to 100,000,000." in page
     assert "The closing date must be in the future." in page
 
 

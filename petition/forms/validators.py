@@ -50,7 +50,7 @@ def strip(value: str | None) -> str | None:
 def whole_number(minimum: int, maximum: int):
     """Parse a whole number in a text field, with one clear message for every way it can fail."""
     message = _l(
-        "Enter a whole number from %(low)s to %(high)s, without commas.",
+        "Enter a whole number from %(low)s to %(high)s.",
         low=f"{minimum:,}",
         high=f"{maximum:,}",
     )
