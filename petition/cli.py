@@ -140,10 +140,7 @@ class Goal(click.ParamType):
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None):
         goal = text.whole_number(str(value), 1, GOAL_MAX)
         if goal is None:
-            self.fail(
-                f"give a whole number from 1 to {GOAL_MAX:,}, not "
-                f"{str(value).strip()!r}."
-            )
+            self.fail(f"give a whole number from 1 to {GOAL_MAX:,}, not {str(value).strip()!r}.")
         return goal
 
 

@@ -53,3 +53,16 @@ def whole_number(text: str, low: int, high: int) -> int | None:
 def one_line_ending(value: str) -> str:
     """Line breaks as one character each: browsers send CRLF but count, and limit, one."""
     return value.replace("\r\n", "\n")
+
+
+# A UK postcode without its space: outward code (area, district), inward code (sector, unit).
+_UK_POSTCODE_UNSPACED = re.compile(r"([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][A-Z]{2})")
+
+
+def postcode(value: str) -> str:
+    """A postcode as the recipient's office will sort it: capitals, single spaces, and the
+    space a UK postcode has ("ls73ah" is "LS7 3AH"); others are kept as typed."""
+    value = " ".join(value.upper().split())
+    if unspaced := _UK_POSTCODE_UNSPACED.fullmatch(value):
+        return " ".join(unspaced.groups())
+    return value

@@ -165,7 +165,7 @@ def test_confirming_gets_the_views_answer_without_flask(
         ({"name": ""}, 422, "Enter your name."),
         ({"email": "jane@"}, 422, 'value="jane@"'),
         ({"name": "jane@example.org"}, 422, "not an email address"),
-        ({"postcode": "??"}, 422, "A postcode has letters, digits and spaces"),
+        ({"postcode": "??"}, 422, "A postcode has letters and digits, like LS1 4AP."),
         ({"csrf_token": None}, 400, "This form has expired"),
         ({"csrf_token": "forged.token.value"}, 400, "This form has expired"),
     ],

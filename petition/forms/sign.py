@@ -10,6 +10,7 @@ from werkzeug.datastructures import MultiDict
 from wtforms import BooleanField, EmailField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
+from petition import text
 from petition.forms import Form
 from petition.forms.validators import (
     email_address,
@@ -65,7 +66,7 @@ class SignForm(Form):
             Length(max=10, message=_l("A postcode is at most 10 characters.")),
             Regexp(
                 r"^(?=.*[0-9])[A-Za-z0-9][A-Za-z0-9 -]*$",
-                message=_l("A postcode has letters, digits and spaces, like LS1 4AP."),
+                message=_l("A postcode has letters and digits, like LS1 4AP."),
             ),
         ],
         render_kw={"autocomplete": "postal-code", "maxlength": 10},
@@ -106,7 +107,7 @@ class SignForm(Form):
             show_name=bool(self.show_name.data),
             share_email=bool(self.share_email.data),
             wants_updates=bool(self.wants_updates.data),
-            postcode=self.postcode.data.upper() if "postcode" in self else None,
+            postcode=text.postcode(self.postcode.data) if "postcode" in self else None,
             organisation=(self.organisation.data or None) if "organisation" in self else None,
             comment=(self.comment.data or None) if "comment" in self else None,
         )
