@@ -317,7 +317,7 @@ def run_soak(args: Any, backend: str, redis_url: str | None, workdir: Path) -> d
             f"soak {label}: export {export['rows']:,} rows in {export['seconds']} s = "
             f"{export['rows_per_s']:,.0f} rows/s, peak RSS {export['peak_rss_mb']} MB"
         )
-        exported = {row["email"] for row in rows}
+        exported = {row["Email"] for row in rows}
         import sqlalchemy as sa
 
         with db.engine.connect() as connection:

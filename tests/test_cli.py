@@ -56,7 +56,7 @@ def test_export_counts_signatories_not_lines(app, client, mailbox, make_letter, 
     assert exported.exit_code == 0, exported.output
     assert exported.stderr.strip() == f"Wrote 1 signatory to {out}"
     with out.open(encoding="utf-8-sig", newline="") as handle:
-        assert [row["comment"] for row in csv.DictReader(handle)] == ["First line.\nSecond line."]
+        assert [row["Comment"] for row in csv.DictReader(handle)] == ["First line.\nSecond line."]
 
 
 def test_create_organiser_prompts_for_the_password(app):
@@ -107,7 +107,7 @@ def test_create_list_export_and_recount_letters(app, client, mailbox, tmp_path):
     assert exported.exit_code == 0
     with out.open(encoding="utf-8-sig") as handle:
         rows = list(csv.DictReader(handle))
-    assert [row["email"] for row in rows] == ["", "b@example.org"]
+    assert [row["Email"] for row in rows] == ["", "b@example.org"]
     to_stdout = run(app, "letters", "export", "stand-now")
     assert to_stdout.output.count("\n") == 3
 
@@ -221,7 +221,7 @@ def test_the_console_script_runs_migrations_and_refuses_a_missing_secret(tmp_pat
     for to_stdout in (["letters", "export", "zoe"], ["letters", "export", "zoe", "-o", "-"]):
         exported = subprocess.run([*script, *to_stdout], env=env, capture_output=True)
         assert exported.returncode == 0, exported.stderr
-        assert exported.stdout == "\ufeffname,email,signed_at_utc\r\n".encode()
+        assert exported.stdout == "\ufeffName,Email,Confirmed (UTC)\r\n".encode()
     assert not (tmp_path / "-").exists()
     env["PETITION_DATABASE_URL"] = "postgresql+psycopg://nobody:secret@127.0.0.1:1/none"
     unreachable = petition("letters", "list")

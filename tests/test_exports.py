@@ -128,7 +128,7 @@ def test_only_the_columns_the_letter_asked_for(make_letter):
     exported = _exported(letter).decode("utf-8-sig")
     assert exported.encode("utf-8-sig") == _expected(letter)
     header, row = exported.splitlines()
-    assert header == "name,email,signed_at_utc"
+    assert header == "Name,Email,Confirmed (UTC)"
     assert re.fullmatch(r'"Ann, B",signer\d+@example\.org,2026-11-26 09:\d\d:\d\d', row)
 
 

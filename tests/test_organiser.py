@@ -319,11 +319,11 @@ def test_csv_neutralises_formulas_in_every_free_text_column_and_leaves_blanks_bl
                      organisation="+44 Group", comment="@SUM(A2)", share_email="y")  # fmt: skip
     sign_and_confirm(client, mailbox, letter, name="Plain = fine", email="b@example.org")
     rows = _rows(client.get(f"/organiser/letters/{letter.id}/signatories.csv"))
-    assert [(r["name"], r["organisation"], r["comment"]) for r in rows] == [
+    assert [(r["Name"], r["Organisation or role"], r["Comment"]) for r in rows] == [
         ("'-SUM(A1)", "'+44 Group", "'@SUM(A2)"),
         ("Plain = fine", "", ""),
     ]
-    assert [r["email"] for r in rows] == ["'=1+2|cmd!A0@example.org", ""]
+    assert [r["Email"] for r in rows] == ["'=1+2|cmd!A0@example.org", ""]
 
 
 def test_csv_has_verified_signers_only_emails_by_consent_and_no_formulas(
@@ -344,11 +344,11 @@ def test_csv_has_verified_signers_only_emails_by_consent_and_no_formulas(
     assert "attachment" in response.headers["Content-Disposition"]
     assert response.get_data().startswith(b"\xef\xbb\xbf")
     rows = _rows(response)
-    assert [r["name"] for r in rows] == ["'=HYPERLINK(1)", "Zoë Ünal"]
-    assert [r["email"] for r in rows] == ["a@example.org", ""]
-    assert [r["postcode"] for r in rows] == ["LS1 1AA", "M1 1AA"]
-    assert list(rows[0]) == ["name", "postcode", "email", "signed_at_utc"]
-    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", r["signed_at_utc"]) for r in rows)
+    assert [r["Name"] for r in rows] == ["'=HYPERLINK(1)", "Zoë Ünal"]
+    assert [r["Email"] for r in rows] == ["a@example.org", ""]
+    assert [r["Postcode"] for r in rows] == ["LS1 1AA", "M1 1AA"]
+    assert list(rows[0]) == ["Name", "Postcode", "Email", "Confirmed (UTC)"]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", r["Confirmed (UTC)"]) for r in rows)
 
 
 def test_delivery_link_lets_the_office_download_until_revoked(
@@ -369,7 +369,7 @@ def test_delivery_link_lets_the_office_download_until_revoked(
     assert "This link works until " in shown.get_data(as_text=True)
     assert shown.headers["Cache-Control"] == "private, no-store"
     rows = _rows(office.get(f"{url}/signatories.csv"))
-    assert [r["name"] for r in rows] == ["Jane Doe"]
+    assert [r["Name"] for r in rows] == ["Jane Doe"]
     organiser_page = client.get(f"/organiser/letters/{letter.id}").get_data(as_text=True)
     assert "1</td>" in organiser_page
     made = re.search(r"<td>(\d+ \w+ \d{4}, \d\d:\d\d)</td>", organiser_page).group(1)

@@ -40,15 +40,16 @@ _QUOTED_IF_HOLDING = (",", '"', "\r", "\n")
 
 
 def columns(letter: Letter) -> list[str]:
-    """The header row: only the fields this letter asked signers for."""
-    header = ["name"]
+    """The header row, in words an office reads in a spreadsheet: only the fields this letter
+    asked signers for."""
+    header = ["Name"]
     if letter.ask_postcode:
-        header.append("postcode")
+        header.append("Postcode")
     if letter.ask_organisation:
-        header.append("organisation")
+        header.append("Organisation or role")
     if letter.ask_comment:
-        header.append("comment")
-    header += ["email", "signed_at_utc"]
+        header.append("Comment")
+    header += ["Email", "Confirmed (UTC)"]
     return header
 
 
