@@ -20,6 +20,7 @@ from werkzeug.routing import IntegerConverter, Map
 
 from petition.dates import closing_day, days_left
 from petition.db import utcnow
+from petition.services import signatories
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -53,6 +54,7 @@ def init_app(app: Flask) -> None:
         closing_day=_closing_day,
         ago=_ago,
         days_left=lambda closes_at: days_left(closes_at, utcnow()),
+        spoken_name=signatories.spoken_name,
     )
 
 

@@ -14,7 +14,7 @@ from petition.db import get_session, transaction, utcnow
 from petition.models import CountEvent, Message, MessageState
 from petition.services import mail
 from petition.worker import run_worker
-from tests.conftest import api_count, free_port, fresh_session, sign_data
+from tests.conftest import api_count, free_port, fresh_session, sign_and_confirm, sign_data
 
 
 def _make_due() -> None:
@@ -95,6 +95,19 @@ def test_sent_messages_keep_no_address_or_token(app, client, make_letter, mailbo
     assert message.state is MessageState.SENT
     assert message.to_address == "" and message.body_text == "" and message.context is None
     assert message.sent_at is not None
+
+
+def test_mail_greets_signers_by_name_in_the_order_it_is_spoken(client, make_letter, mailbox):
+    letter = make_letter()
+    sign_and_confirm(client, mailbox, letter, name="Doe, Jane", email="jane@example.org")
+    signed = sign_data(name="Cllr Sam Roe (Hackney)", email="sam@example.org")
+    client.post(f"/letters/{letter.slug}/sign", data=signed)
+    mailbox.deliver()
+    for address, greeting in (("jane@example.org", "Jane Doe"), ("sam@example.org", "Sam Roe")):
+        messages = mailbox.messages_to(address)
+        assert messages
+        for message in messages:
+            assert mailbox.body(message).startswith(f"Hello {greeting},\r\n")
 
 
 def test_the_worker_writes_the_body_when_it_sends(app, client, make_letter, mailbox):

@@ -142,6 +142,23 @@ def test_public_names_are_a_first_name_and_a_letter(name, shown):
     assert signatories.public_name(name) == shown
 
 
+@pytest.mark.parametrize(
+    ("name", "spoken"),
+    [
+        ("Jane Doe", "Jane Doe"),
+        ("Doe, Jane", "Jane Doe"),
+        ("García Márquez, Gabriel", "Gabriel García Márquez"),
+        ("Jane Doe, Chair", "Jane Doe"),
+        ("Cllr Jane Smith MP (Hackney)", "Jane Smith"),
+        ("Dr Smith", "Dr Smith"),
+        ("Cher", "Cher"),
+        (" , ", ","),
+    ],
+)
+def test_people_are_greeted_by_name_in_the_order_it_is_spoken(name, spoken):
+    assert signatories.spoken_name(name) == spoken
+
+
 def test_signatory_list_is_paginated_and_public_names_only(client, make_letter, mailbox):
     letter = make_letter(ask_organisation=True, ask_comment=True)
     with transaction() as session:

@@ -53,6 +53,24 @@ def public_name(full_name: str) -> str:
     are left out: "Cllr Jane Smith MP (Hackney)" is "Jane S.". A name of one word is shown
     whole.
     """
+    parts = _name_words(full_name)
+    if len(parts) < 2:
+        return parts[0] if parts else full_name.strip()  # commas and spaces: nothing to hide
+    for word in reversed(parts[1:]):
+        initial = next((character for character in word if character.isalpha()), None)
+        if initial is not None:
+            return f"{parts[0]} {initial}."
+    return parts[0]
+
+
+def spoken_name(full_name: str) -> str:
+    """The name to greet someone by, in the order it is spoken: "Doe, Jane" is "Jane Doe",
+    "Cllr Jane Smith (Hackney)" is "Jane Smith"."""
+    return " ".join(_name_words(full_name)) or full_name.strip()
+
+
+def _name_words(full_name: str) -> list[str]:
+    """The words of a name, given name first, without titles, suffixes or asides."""
     named = _ASIDE.sub(" ", full_name).strip() or re.sub(r"[()\[\]]", " ", full_name)
     head, comma, tail = named.partition(",")
     given = tail.split(",", 1)[0].split()
@@ -63,13 +81,7 @@ def public_name(full_name: str) -> str:
         parts = parts[1:]
     while len(parts) > 2 and _first_part(parts[-1]) in _AFTER_A_NAME:
         parts = parts[:-1]
-    if len(parts) < 2:
-        return parts[0] if parts else full_name.strip()  # commas and spaces: nothing to hide
-    for word in reversed(parts[1:]):
-        initial = next((character for character in word if character.isalpha()), None)
-        if initial is not None:
-            return f"{parts[0]} {initial}."
-    return parts[0]
+    return parts
 
 
 def _first_part(word: str) -> str:
