@@ -34,7 +34,7 @@ login_manager.session_protection = "strong"
 def _load(user_id: str) -> Organiser | None:
     """The organiser a session cookie names, if that session has not been ended since."""
     organiser_id, _, version = user_id.partition(".")
-    if not (organiser_id.isdigit() and version.isdigit()):
+    if not (f"{organiser_id}{version}".isascii() and organiser_id.isdigit() and version.isdigit()):
         return None  # includes cookies from before sessions carried a version
     organiser = get_session().get(Organiser, int(organiser_id))
     if organiser is None or not organiser.active or organiser.session_version != int(version):

@@ -189,6 +189,8 @@ def test_signatory_list_is_paginated_and_public_names_only(client, make_letter, 
     assert listed == [f"Person{n:02d}" for n in range(60) if n % 10 != 9]
     assert client.get(f"/letters/{letter.slug}/signatories?page=99").status_code == 200
     assert client.get(f"/letters/{letter.slug}/signatories?page=x").status_code == 200
+    for odd in ("²", "①", "-1", "9" * 5000):  # "²".isdigit(), yet int("²") fails
+        assert client.get(f"/letters/{letter.slug}/signatories?page={odd}").status_code == 200
 
 
 def test_home_lists_open_letters_by_count_or_date_with_search_and_an_archive(

@@ -193,7 +193,9 @@ def _posted_form(environ: dict) -> MultiDict | None:
     """The urlencoded form as werkzeug parses it; the body is left for Flask to read again."""
     content_type = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
     length = environ.get("CONTENT_LENGTH", "")
-    if content_type != FORM_TYPE or not length.isdigit() or int(length) > LARGEST_FORM:
+    if content_type != FORM_TYPE or not (length.isascii() and length.isdigit()):
+        return None
+    if int(length) > LARGEST_FORM:
         return None
     body = environ["wsgi.input"].read(int(length))
     environ["wsgi.input"] = io.BytesIO(body)

@@ -176,7 +176,9 @@ def signatory_list(slug: str):
     session = get_session()
     letter = letters.get_public(session, slug)
     number = request.args.get("page", "1")
-    shown = signatories.page(session, letter, int(number) if number.isdigit() else 1)
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    wanted = int(number) if number.isascii() and number.isdigit() and len(number) < 19 else 1
+    shown = signatories.page(session, letter, wanted)
     return render_template(
         "public/signatories.html",
         letter=letter,
