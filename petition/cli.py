@@ -6,6 +6,7 @@ import io
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -18,11 +19,23 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from petition import create_app, links, migrate, text
 from petition.config import ConfigError
 from petition.dates import NoSuchDay, NotADay, end_of_day, parse_day
-from petition.db import MissingDatabaseFile, transaction
+from petition.db import MissingDatabaseFile, NotADatabaseFile, schema_behind, transaction
 from petition.errors import DomainError
 from petition.services import counts, exports, letters, mail, organisers
 from petition.services.letters import GOAL_MAX
 from petition.worker import run_worker
+
+
+def _refusing_undecodable(read: Callable) -> Callable:
+    """Flask's reading of the -e file, with a file that is not UTF-8 text refused in a sentence."""
+
+    def read_settings(ctx: click.Context, param: click.Parameter, value: str | None):
+        try:
+            return read(ctx, param, value)
+        except UnicodeDecodeError:
+            raise click.BadParameter(f"{value} is not UTF-8 text.") from None
+
+    return read_settings
 
 
 def _create_app():
@@ -47,6 +60,7 @@ class PetitionGroup(FlaskGroup):
                     "Read PETITION_* settings from this file (KEY=value lines); "
                     "settings already in the environment win."
                 )
+                param.callback = _refusing_undecodable(param.callback)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         # Only our own commands: listing them (and --help) needs no configuration.
@@ -73,6 +87,16 @@ def _database_problem(error: DBAPIError) -> str:
             f"There is no database at {error.orig.file}. If that is where it should be, "
             "create it with: "
             "petition db upgrade; if not, set PETITION_DATABASE_URL to the one you meant."
+        )
+    if isinstance(error.orig, NotADatabaseFile):
+        return (
+            f"The database {_database_shown()}cannot be used: {detail}. "
+            "Set PETITION_DATABASE_URL to the petition database."
+        )
+    if schema_behind(detail):
+        return (
+            f"The database {_database_shown()}was made by an older version of petition "
+            f"({detail}). Bring it up to date with: petition db upgrade"
         )
     if "no such table" in detail or "does not exist" in detail:
         return (
@@ -177,7 +201,8 @@ def db_upgrade(revision: str) -> None:
         click.echo(f"Upgraded the database from {before or 'empty'} to {after}.")
 
 
-@db.command("downgrade")
+# ignore_unknown_options: "-1", as the help offers, is the revision, not an option.
+@db.command("downgrade", context_settings={"ignore_unknown_options": True})
 @click.argument("revision")
 def db_downgrade(revision: str) -> None:
     """Migrate the database down to REVISION: an id, -1 for one step, or base."""
@@ -409,9 +434,9 @@ def letters_recount(slug: str | None) -> None:
                 letters.get_by_slug(session, slug)
             results = counts.recount(session, slug)
     except DomainError as error:
-        failure = _fail(error)
-        failure.exit_code = 2  # 1 means "repaired": a typo must not look like drift to cron
-        raise failure from None
+        raise _could_not_run(_fail(error)) from None
+    except (OperationalError, ProgrammingError) as error:
+        raise _could_not_run(click.ClickException(_database_problem(error))) from None
     for result in results:
         if result.difference:
             click.echo(
@@ -423,6 +448,12 @@ def letters_recount(slug: str | None) -> None:
     if any(result.difference for result in results):
         # Drift means a bug or a manual edit somewhere: let cron and monitoring notice.
         click.get_current_context().exit(1)
+
+
+def _could_not_run(failure: click.ClickException) -> click.ClickException:
+    # 1 means "repaired": a typo or a database that is down must not look like drift to cron.
+    failure.exit_code = 2
+    return failure
 
 
 @letters_cli.command("export")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from email.utils import parseaddr
@@ -9,9 +10,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from babel import Locale, UnknownLocaleError
 from flask import Flask
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+from petition import text
 
 MAIL_BACKENDS = ("smtp", "file", "console")
 
@@ -98,6 +102,13 @@ WHOLE_NUMBERS = {
     "DELIVERY_LINK_DAYS": (1, 3650),
     "PARKED_MAIL_DAYS": (1, 3650),
     "TRUSTED_PROXIES": (0, 10),
+    "MAX_CONTENT_LENGTH": (64 * 1024, 100 * 1024 * 1024),
+}
+# Settings in seconds, and the largest value that makes sense.
+SECONDS = {
+    "COUNT_CACHE_SECONDS": 3600,
+    "COUNT_POLL_SECONDS": 3600,
+    "SMTP_TIMEOUT": 600,
 }
 
 
@@ -118,11 +129,9 @@ def _coerce(config: dict[str, Any]) -> None:
     """from_prefixed_env leaves values it cannot parse as JSON as strings; fix the typed ones."""
     for key, (low, high) in WHOLE_NUMBERS.items():
         config[key] = _integer(key, config[key], low, high)
-    config["COUNT_CACHE_SECONDS"] = _number("COUNT_CACHE_SECONDS", config["COUNT_CACHE_SECONDS"])
-    config["COUNT_POLL_SECONDS"] = max(
-        _number("COUNT_POLL_SECONDS", config["COUNT_POLL_SECONDS"]), 0.2
-    )
-    config["SMTP_TIMEOUT"] = _number("SMTP_TIMEOUT", config["SMTP_TIMEOUT"])
+    for key, high in SECONDS.items():
+        config[key] = _number(key, config[key], high)
+    config["COUNT_POLL_SECONDS"] = max(config["COUNT_POLL_SECONDS"], 0.2)
     if config["SMTP_TIMEOUT"] == 0:
         raise ConfigError("PETITION_SMTP_TIMEOUT must be more than 0 seconds (10 is usual).")
     for key in (
@@ -130,6 +139,7 @@ def _coerce(config: dict[str, Any]) -> None:
         "SESSION_COOKIE_SECURE",
         "REMEMBER_COOKIE_SECURE",
         "DATABASE_PREPARED_STATEMENTS",
+        "DATABASE_ECHO",
     ):
         config[key] = _boolean(key, config[key])
     config["BASE_URL"] = str(config["BASE_URL"]).rstrip("/")
@@ -149,13 +159,17 @@ def _integer(key: str, value: Any, low: int, high: int) -> int:
     return number
 
 
-def _number(key: str, value: Any) -> float:
+def _number(key: str, value: Any, high: float) -> float:
     try:
-        number = float(value)
+        number = float(value) if not isinstance(value, bool) else math.nan
     except (TypeError, ValueError):
-        raise ConfigError(f"PETITION_{key} must be a number, not {value!r}.") from None
+        number = math.nan
+    if not math.isfinite(number):  # nan and inf too: float() reads them, nothing else works
+        raise ConfigError(f"PETITION_{key} must be a number of seconds, not {value!r}.")
     if number < 0:
-        raise ConfigError(f"PETITION_{key} must not be negative (got {number}).")
+        raise ConfigError(f"PETITION_{key} must not be negative (got {number:g}).")
+    if number > high:
+        raise ConfigError(f"PETITION_{key} must be at most {high:g} seconds (got {number:g}).")
     return number
 
 
@@ -195,7 +209,7 @@ def _check(app: Flask) -> None:
                 "python -c 'import secrets; print(secrets.token_urlsafe(48))'."
             )
     _, sender = parseaddr(str(config["MAIL_FROM"]))
-    if "@" not in sender:
+    if "@" not in sender or text.problem(str(config["MAIL_FROM"])):
         raise ConfigError(
             "PETITION_MAIL_FROM must be an address, optionally with a name, such as "
             f"'Open letters <letters@example.org>', not {config['MAIL_FROM']!r}."
@@ -205,12 +219,23 @@ def _check(app: Flask) -> None:
             f"PETITION_MAIL_BACKEND must be one of {', '.join(MAIL_BACKENDS)}, "
             f"not {config['MAIL_BACKEND']!r}."
         )
-    base = urlsplit(config["BASE_URL"])
-    if base.scheme not in ("http", "https") or not base.netloc:
+    if not _is_site_address(config["BASE_URL"]):
         raise ConfigError(
             f"PETITION_BASE_URL must be an absolute http(s) URL such as "
             f"https://letters.example.org, not {config['BASE_URL']!r}."
         )
+    if config["SESSION_COOKIE_SAMESITE"] not in ("Lax", "Strict"):
+        raise ConfigError(
+            "PETITION_SESSION_COOKIE_SAMESITE must be Lax or Strict, not "
+            f"{config['SESSION_COOKIE_SAMESITE']!r}."
+        )
+    try:
+        Locale.parse(str(config["BABEL_DEFAULT_LOCALE"]))
+    except (ValueError, UnknownLocaleError):
+        raise ConfigError(
+            "PETITION_BABEL_DEFAULT_LOCALE must be a locale such as en_GB, not "
+            f"{config['BABEL_DEFAULT_LOCALE']!r}."
+        ) from None
     redis_url = config.get("REDIS_URL")
     if redis_url and not str(redis_url).startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(
@@ -224,6 +249,22 @@ def _check(app: Flask) -> None:
         )
     if url.startswith("postgresql"):
         _check_postgresql_driver(url)
+
+
+def _is_site_address(value: object) -> bool:
+    """Whether every link in every email can start with this: http(s), a host, a port if any."""
+    try:
+        base = urlsplit(str(value))
+        base.port  # noqa: B018 - reading it checks it: a port that is no number raises
+    except ValueError:  # "http://[::1", "http://x:99999", "http://x:abc"
+        return False
+    host = base.hostname or ""
+    return (
+        base.scheme in ("http", "https")
+        and bool(host)
+        and not any(character.isspace() for character in str(value))
+        and not text.problem(str(value))
+    )
 
 
 def _check_postgresql_driver(url: str) -> None:

@@ -55,12 +55,25 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime()}
 
 
+class NotADatabaseFile(sqlite3.OperationalError):
+    """A SQLite path where the file is something else: said as such, not as a crash."""
+
+    def __init__(self) -> None:
+        super().__init__("the file is not a SQLite database")
+
+
 class MissingDatabaseFile(sqlite3.OperationalError):
     """A SQLite path where there is no file: refused rather than made new and empty."""
 
     def __init__(self, file: Path) -> None:
         super().__init__(f"no database file at {file}")
         self.file = file
+
+
+def schema_behind(message: str) -> bool:
+    """Whether a database's error says that a column the code uses is missing: the database
+    was made by an older version, and its migrations have not been run."""
+    return "no such column" in message or ("column" in message and "does not exist" in message)
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -178,7 +191,13 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     driver deciding where transactions begin (see make_engine)."""
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as error:
+        # Raised as an OperationalError so that the CLI and the site say what is wrong.
+        if "not a database" in str(error):
+            raise NotADatabaseFile() from error
+        raise
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=15000")

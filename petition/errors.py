@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from petition.db import MissingDatabaseFile
+from petition.db import MissingDatabaseFile, NotADatabaseFile, schema_behind
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +158,12 @@ def _http_error(error: HTTPException):
 
 
 def _database_down(error: Exception):
-    missing = getattr(error, "orig", None)
-    if isinstance(missing, MissingDatabaseFile):  # a path of ours: says what to fix
-        log.error("database unavailable: %s (run: petition db upgrade)", missing)
+    cause = getattr(error, "orig", None)
+    said = str(cause).strip().splitlines()[0] if cause else ""
+    if isinstance(cause, NotADatabaseFile):
+        log.error("database unavailable: %s (check PETITION_DATABASE_URL)", cause)
+    elif isinstance(cause, MissingDatabaseFile) or schema_behind(said) or "no such table" in said:
+        log.error("database unavailable: %s (run: petition db upgrade)", said)  # names no value
     else:  # a driver's message may quote what was being written, so only its kind is logged
         log.error("database unavailable: %s", type(error).__name__)
     return _render(503, str(ServiceUnavailable.title), str(ServiceUnavailable.message))

@@ -153,12 +153,15 @@ def parse_setting(key: str, value: object) -> list[RateLimitItem]:
         limits = parse_many(text)
     except ValueError:
         limits = []
-    if limits and all(limit.amount > 0 for limit in limits):
+    if limits and all(limit.amount > 0 and 0 < limit.get_expiry() <= YEAR for limit in limits):
         return limits
     raise ConfigError(
-        f'PETITION_{key} must be like "200 per hour" or "30 per minute; 300 per hour", '
-        f'or "off", not {text!r}.'
+        f'PETITION_{key} must be like "200 per hour" or "30 per minute; 300 per hour" (a '
+        f'window of a second to a year), or "off", not {text!r}.'
     )
+
+
+YEAR = 366 * 24 * 3600
 
 
 def client_key(address: str | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.metadata
 import signal
+import sqlite3
 import subprocess
 import sys
 
@@ -197,6 +198,8 @@ def test_the_console_script_runs_migrations_and_refuses_a_missing_secret(tmp_pat
     assert "create it with: petition db upgrade" in no_file.stderr
     assert "Traceback" not in no_file.stderr
     assert petition("db", "current").returncode == 1
+    recount = petition("letters", "recount")  # could not run: 2, never 1 ("repaired")
+    assert (recount.returncode, "There is no database at" in recount.stderr) == (2, True)
     assert not file.parent.exists()
     file.parent.mkdir()
     file.touch()
@@ -205,12 +208,30 @@ def test_the_console_script_runs_migrations_and_refuses_a_missing_secret(tmp_pat
     assert f"The database sqlite:///{file} has no tables yet" in no_tables.stderr
     assert "run: petition db upgrade" in no_tables.stderr
     assert "Traceback" not in no_tables.stderr
+    file.write_text("Dear diary,\n" * 100)
+    not_a_database = petition("letters", "list")
+    assert not_a_database.returncode == 1
+    assert (
+        f"The database sqlite:///{file} cannot be used: the file is not a SQLite database."
+        in not_a_database.stderr
+    )
+    assert "Traceback" not in not_a_database.stderr
     file.unlink()
     upgraded = petition("db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
     assert upgraded.stdout.startswith("Upgraded the database from empty to ")
     assert "already at" in petition("db", "upgrade").stdout
     assert "Migration failed" in petition("db", "upgrade", "nonsense").stderr
+    assert petition("db", "downgrade", "-1").returncode == 0  # as its help offers
+    assert petition("db", "upgrade").returncode == 0
+    with sqlite3.connect(file) as connection:  # as if made before a column was added
+        connection.execute("ALTER TABLE letter DROP COLUMN news_sent_at")
+    behind = petition("letters", "list")
+    assert behind.returncode == 1
+    assert "was made by an older version of petition" in behind.stderr
+    assert behind.stderr.rstrip().endswith("Bring it up to date with: petition db upgrade")
+    with sqlite3.connect(file) as connection:
+        connection.execute("ALTER TABLE letter ADD COLUMN news_sent_at DATETIME")
     assert "No letters yet" in petition("letters", "list").stdout
     (tmp_path / "body.md").write_text("Dear Alex,\n\nPlease stand.\n", encoding="utf-8")
     body = str(tmp_path / "body.md")
@@ -251,6 +272,11 @@ def test_the_console_script_reads_settings_from_the_file_e_names(tmp_path):
     assert "PETITION_SECRET_KEY is not set" in petition("letters", "list").stderr
     missing = petition("-e", str(tmp_path / "nowhere.env"), "letters", "list")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+    (tmp_path / "latin1.env").write_bytes(b"PETITION_MAIL_FROM=Ren\xe9 <r@example.org>\n")
+    undecodable = petition("-e", str(tmp_path / "latin1.env"), "letters", "list")
+    assert undecodable.returncode == 2
+    assert "latin1.env is not UTF-8 text." in undecodable.stderr
+    assert "Traceback" not in undecodable.stderr
     # The help names our options only: Flask's --app and --debug mean nothing here.
     shown = petition("--help").stdout
     assert "Read PETITION_* settings from this file" in shown

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
-from petition import create_app
+from petition import create_app, migrate
 from petition.config import ConfigError
 
 
@@ -50,6 +52,23 @@ def test_development_start_gets_a_throwaway_secret(clean_env):
         ("PETITION_DELIVERY_LINK_DAYS", "0", "DELIVERY_LINK_DAYS must be from 1 to 3650"),
         ("PETITION_SMTP_PORT", "99999", "SMTP_PORT must be from 1 to 65535"),
         ("PETITION_MAIL_FROM", "bad", "MAIL_FROM must be an address"),
+        ("PETITION_MAIL_FROM", "x\r\nBcc: evil@x <a@b.org>", "MAIL_FROM must be an address"),
+        ("PETITION_BASE_URL", "http://[::1", "absolute http"),
+        ("PETITION_BASE_URL", "http://exa mple.org", "absolute http"),
+        ("PETITION_BASE_URL", "http://letters.example.org:99999", "absolute http"),
+        ("PETITION_BASE_URL", "http://letters.example.org:abc", "absolute http"),
+        ("PETITION_BASE_URL", "https://:443", "absolute http"),
+        ("PETITION_SMTP_TIMEOUT", "nan", "SMTP_TIMEOUT must be a number of seconds"),
+        ("PETITION_SMTP_TIMEOUT", "inf", "SMTP_TIMEOUT must be a number of seconds"),
+        ("PETITION_COUNT_CACHE_SECONDS", "1e400", "COUNT_CACHE_SECONDS must be a number"),
+        ("PETITION_COUNT_CACHE_SECONDS", "true", "COUNT_CACHE_SECONDS must be a number"),
+        ("PETITION_COUNT_CACHE_SECONDS", "86400", "COUNT_CACHE_SECONDS must be at most 3600"),
+        ("PETITION_MAX_CONTENT_LENGTH", "abc", "MAX_CONTENT_LENGTH must be a whole number"),
+        ("PETITION_MAX_CONTENT_LENGTH", "100", "MAX_CONTENT_LENGTH must be from 65536"),
+        ("PETITION_SESSION_COOKIE_SAMESITE", "Bogus", "SAMESITE must be Lax or Strict"),
+        ("PETITION_BABEL_DEFAULT_LOCALE", "xx_YY", "BABEL_DEFAULT_LOCALE must be a locale"),
+        ("PETITION_DATABASE_ECHO", '"maybe"', "DATABASE_ECHO must be true or false"),
+        ("PETITION_SIGN_RATE_LIMIT", "1 per 99999999999999999999 years", "SIGN_RATE_LIMIT"),
         (
             "PETITION_SECRET_KEY",
             "change-me-to-48-random-characters-from-secrets-token-urlsafe",
@@ -110,6 +129,27 @@ def test_the_session_signer_is_kept_until_the_secret_key_changes(clean_env):
         rotated.loads(cookie)
     app.config["SECRET_KEY_FALLBACKS"] = ["s" * 40]  # the old key still reads old cookies
     assert sessions.get_signing_serializer(app).loads(cookie) == {"csrf_token": "x"}
+
+
+def test_a_file_that_is_not_a_database_or_is_behind_is_a_503_that_says_so(
+    clean_env, monkeypatch, tmp_path, caplog
+):
+    file = tmp_path / "notes.txt"
+    file.write_text("not a database\n" * 100)
+    monkeypatch.setenv("PETITION_ENV", "development")
+    monkeypatch.setenv("PETITION_DATABASE_URL", f"sqlite:///{file}")
+    for path in ("/", "/api/v1/letters/any-letter"):
+        assert create_app().test_client().get(path).status_code == 503
+    assert "the file is not a SQLite database (check PETITION_DATABASE_URL)" in caplog.text
+
+    behind = tmp_path / "behind.sqlite3"
+    monkeypatch.setenv("PETITION_DATABASE_URL", f"sqlite:///{behind}")
+    migrate.upgrade(f"sqlite:///{behind}")
+    with sqlite3.connect(behind) as connection:  # as if made before a column was added
+        connection.execute("ALTER TABLE letter DROP COLUMN news_sent_at")
+    caplog.clear()
+    assert create_app().test_client().get("/").status_code == 503
+    assert "no such column: letter.news_sent_at (run: petition db upgrade)" in caplog.text
 
 
 def test_a_missing_sqlite_file_is_a_503_that_names_it_and_nothing_is_made(
