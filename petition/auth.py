@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Flask, session
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, flash, redirect, request, session, url_for
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager
 
@@ -40,6 +43,23 @@ def _load(user_id: str) -> Organiser | None:
     if organiser is None or not organiser.active or organiser.session_version != int(version):
         return None
     return organiser
+
+
+@login_manager.unauthorized_handler
+def _log_in_first() -> Response:
+    """To the login page, then back to the page the organiser was on.
+
+    A form sent after the session ended (a logout elsewhere ends them all) is not saved and
+    cannot be sent again from the login page: its way back is the page it was sent from, and
+    the login page says so, rather than leading to an address that only takes forms.
+    """
+    if request.method in ("GET", "HEAD"):
+        flash(str(login_manager.login_message))
+        back = request.full_path.rstrip("?")
+    else:
+        flash(_("You had been logged out, so that was not saved. Log in, then do it again."))
+        back = urlsplit(request.referrer or "").path
+    return redirect(url_for("organiser.login", next=back or None))
 
 
 def init_app(app: Flask) -> None:

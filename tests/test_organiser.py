@@ -491,6 +491,31 @@ def test_logging_out_ends_every_copy_of_the_session(app, client, logged_in):
     assert copy.get("/organiser/").status_code == 302  # to the login page
 
 
+def test_a_form_sent_after_a_logout_elsewhere_leads_back_to_its_page(
+    app, client, logged_in, make_letter
+):
+    letter = make_letter(organiser=logged_in, status="draft")
+    edit = f"/organiser/letters/{letter.id}/edit"
+    copy = _copy_of(client, app)  # the organiser's other browser, which logs out
+    assert copy.post("/organiser/logout").status_code == 303
+    sent = client.post(edit, data=LETTER_FORM, headers={"Referer": f"http://localhost{edit}"})
+    assert sent.status_code == 302
+    assert sent.headers["Location"] == f"/organiser/login?next={edit}"
+    shown = client.get(sent.headers["Location"]).get_data(as_text=True)
+    assert "You had been logged out, so that was not saved. Log in, then do it again." in shown
+    # A button's address takes only forms: the way back is its page, or the organiser's home.
+    published = client.post(f"/organiser/letters/{letter.id}/publish")
+    assert published.headers["Location"] == "/organiser/login"
+    logged_in_again = client.post(
+        sent.headers["Location"],
+        data={"email": logged_in.email, "password": PASSWORD},
+    )
+    assert logged_in_again.headers["Location"] == edit
+    assert client.get(edit).status_code == 200
+    looked = copy.get(f"/organiser/letters/{letter.id}?tab=1")  # a page: back to it as it was
+    assert looked.headers["Location"].endswith(f"next=/organiser/letters/{letter.id}?tab%3D1")
+
+
 def test_a_new_password_or_a_disabled_account_ends_sessions(app, client, logged_in):
     copy = _copy_of(client, app)
     changed = app.test_cli_runner().invoke(
