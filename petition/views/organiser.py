@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy.orm import Session
+from werkzeug.exceptions import TooManyRequests
 
 from petition import links
 from petition.db import get_session, transaction, utcnow
@@ -27,7 +28,22 @@ bp = Blueprint("organiser", __name__, url_prefix="/organiser")
 def login():
     form = LoginForm()
     if request.method == "POST":
-        check_login_attempt()
+        try:
+            check_login_attempt()
+        except TooManyRequests as refused:
+            wait = refused.retry_after or 60
+            minutes = -(-wait // 60)
+            form.form_errors.append(
+                ngettext(
+                    "Too many attempts to log in have come from your network. Please try "
+                    "again in %(num)s minute.",
+                    "Too many attempts to log in have come from your network. Please try "
+                    "again in %(num)s minutes.",
+                    minutes,
+                )
+            )
+            page = render_template("organiser/login.html", form=form)
+            return page, 429, {"Retry-After": str(wait)}
     if form.validate_on_submit():
         with transaction() as session:
             organiser = organisers.authenticate(session, form.email.data, form.password.data)
