@@ -164,6 +164,16 @@ def parse_setting(key: str, value: object) -> list[RateLimitItem]:
 YEAR = 366 * 24 * 3600
 
 
+def seconds_to_wait(refused: TooManyRequests) -> int:
+    """How long a refused client should wait, as Retry-After says (a minute if unknown)."""
+    return int(refused.retry_after or 60)
+
+
+def minutes_to_wait(refused: TooManyRequests) -> int:
+    """The wait in whole minutes, rounded up, for the words people read."""
+    return -(-seconds_to_wait(refused) // 60)
+
+
 def client_key(address: str | None) -> str:
     """Who is asking: the client's address, or its /64 for IPv6 (one home or phone has one)."""
     address = address or "unknown"

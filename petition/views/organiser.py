@@ -15,7 +15,7 @@ from petition import links
 from petition.db import get_session, transaction, utcnow
 from petition.errors import DomainError
 from petition.forms.organiser import DeliveryForm, LetterForm, LoginForm, NewsForm
-from petition.limits import check_login_attempt
+from petition.limits import check_login_attempt, minutes_to_wait, seconds_to_wait
 from petition.models import Letter
 from petition.services import counts, deliveries, letters, news, organisers
 from petition.services.letters import LetterInput
@@ -31,8 +31,7 @@ def login():
         try:
             check_login_attempt()
         except TooManyRequests as refused:
-            wait = refused.retry_after or 60
-            minutes = -(-wait // 60)
+            minutes = minutes_to_wait(refused)
             form.form_errors.append(
                 ngettext(
                     "Too many attempts to log in have come from your network. Please try "
@@ -43,7 +42,7 @@ def login():
                 )
             )
             page = render_template("organiser/login.html", form=form)
-            return page, 429, {"Retry-After": str(wait)}
+            return page, 429, {"Retry-After": str(seconds_to_wait(refused))}
     if form.validate_on_submit():
         with transaction() as session:
             organiser = organisers.authenticate(session, form.email.data, form.password.data)

@@ -24,7 +24,7 @@ from petition.cache import remember
 from petition.cookies import csrf_token
 from petition.db import get_session, transaction, utcnow
 from petition.forms.sign import PreferencesForm, SignForm
-from petition.limits import check_signing
+from petition.limits import check_signing, minutes_to_wait, seconds_to_wait
 from petition.models import Letter
 from petition.services import letters, news, signatories, signatures
 from petition.services.letters import LetterRef
@@ -134,7 +134,7 @@ def sign(slug: str):
     try:
         check_signing()
     except TooManyRequests as refused:
-        minutes = -(-(refused.retry_after or 60) // 60)
+        minutes = minutes_to_wait(refused)
         form.form_errors.append(
             ngettext(
                 "Too many signatures have come from your network recently, so this one was not "
@@ -145,7 +145,7 @@ def sign(slug: str):
             )
         )
         page, status = _letter_page(slug, form, 429)
-        return page, status, {**TYPED_BACK, "Retry-After": str(refused.retry_after or 60)}
+        return page, status, {**TYPED_BACK, "Retry-After": str(seconds_to_wait(refused))}
     with transaction(lock_now=False) as session:
         signatures.sign(session, letter, form.to_input())
     return redirect(url_for("public.check_inbox", slug=slug), 303)
