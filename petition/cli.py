@@ -179,6 +179,14 @@ def _fail(error: DomainError) -> click.ClickException:
     return click.ClickException(error.text)
 
 
+def _naming_the_option(error: DomainError) -> click.ClickException:
+    """A refusal of the letter's details, naming the option it is about (the form's field)."""
+    if error.field is None:
+        return _fail(error)
+    option = "--body-file" if error.field == "body" else f"--{error.field.replace('_', '-')}"
+    return click.BadParameter(error.text, param_hint=option)
+
+
 # -- database ------------------------------------------------------------------------------------
 
 
@@ -352,7 +360,8 @@ def letters_create(
 ) -> None:
     """Create a letter and print its URL."""
     try:
-        body = sys.stdin.read() if str(body_file) == "-" else body_file.read_text("utf-8")
+        raw = sys.stdin.buffer.read() if str(body_file) == "-" else body_file.read_bytes()
+        body = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise click.BadParameter("the file is not UTF-8 text", param_hint="--body-file") from None
     if not body.strip():
@@ -381,7 +390,7 @@ def letters_create(
             )
             letter = letters.create(session, data, owner, publish=publish)
     except DomainError as error:
-        raise _fail(error) from None
+        raise _naming_the_option(error) from None
     click.echo(links.letter(letter.slug))
     if not publish:
         click.echo(

@@ -17,7 +17,7 @@ from petition.models import Letter, Organiser
 from tests.conftest import fresh_session, sign_and_confirm
 
 
-def run(app, *args: str, input: str | None = None):
+def run(app, *args: str, input: str | bytes | None = None):
     return app.test_cli_runner().invoke(cli, list(args), input=input, catch_exceptions=False)
 
 
@@ -91,8 +91,11 @@ def test_create_list_export_and_recount_letters(app, client, mailbox, tmp_path):
     assert "there is no day 2027-02-30 in the calendar" in no_such_day.output
     last_day = run(app, "letters", "create", "--title", "X", "--recipient-name", "Alex",
                    "--body-file", str(body), "--closes-on", "9999-12-31")  # fmt: skip
-    assert last_day.exit_code == 1
-    assert "The closing date must be within five years." in last_day.output
+    assert last_day.exit_code == 2
+    assert (
+        "Invalid value for --closes-on: The closing date must be within five years."
+        in last_day.output
+    )
 
     letter = fresh_session().scalar(select(Letter).where(Letter.slug == "stand-now"))
     sign_and_confirm(client, mailbox, letter, email="a@example.org")
@@ -159,8 +162,24 @@ def test_bad_slug_is_explained(app, tmp_path):
     body.write_text("Hello")
     result = run(app, "letters", "create", "--title", "T", "--recipient-name", "R",
                  "--body-file", str(body), "--slug", "Bad Slug")  # fmt: skip
-    assert result.exit_code == 1
+    assert result.exit_code == 2
+    assert "Invalid value for --slug: " in result.output
     assert "lower-case letters, digits and single hyphens" in result.output
+
+
+def test_a_refused_detail_names_its_option(app, tmp_path):
+    body = tmp_path / "b.md"
+    body.write_text("Hello")
+    letter = ["letters", "create", "--title", "T", "--recipient-name", "R"]
+    long_role = run(app, *letter, "--body-file", str(body), "--recipient-role", "r" * 201)
+    assert long_role.exit_code == 2
+    assert "Invalid value for --recipient-role: Keep this to 200 characters." in long_role.output
+    tab = run(app, "letters", "create", "--title", "T", "--recipient-name", "a\tb",
+              "--body-file", str(body))  # fmt: skip
+    assert "Invalid value for --recipient-name: " in tab.output and "U+0009" in tab.output
+    piped = run(app, *letter, "--body-file", "-", input=b"\xff\xfe not UTF-8")
+    assert piped.exit_code == 2
+    assert "Invalid value for --body-file: the file is not UTF-8 text" in piped.output
 
 
 def test_mail_commands_report_and_retry(app, client, make_letter, mailbox):
