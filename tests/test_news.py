@@ -73,6 +73,29 @@ def test_news_goes_out_at_most_once_a_day_and_a_refusal_keeps_the_text(
     assert sorted(kinds) == ["More", "We delivered the letter"]
 
 
+def test_news_refusals_are_all_shown_and_a_mailing_to_nobody_is_refused(
+    client, logged_in, make_letter, mailbox
+):
+    draft = make_letter(organiser=logged_in, status="draft")
+    refused = client.post(f"/organiser/letters/{draft.id}/news", data=NEWS)
+    assert refused.status_code == 409
+    assert "Publish the letter first: nobody has signed a draft." in refused.get_data(True)
+
+    letter = make_letter(organiser=logged_in, slug="another")
+    news = f"/organiser/letters/{letter.id}/news"
+    both = client.post(news, data={"subject": " ", "body": ""}).get_data(as_text=True)
+    assert "Give the news a subject." in both and "Write the news." in both
+    # Nobody asked yet (the form is not even offered): said so, and the day's mailing is kept.
+    sign_and_confirm(client, mailbox, letter)  # without asking for news
+    nobody = client.post(news, data=NEWS)
+    assert nobody.status_code == 422
+    page = nobody.get_data(as_text=True)
+    assert "No confirmed signer has asked for news of this letter, so nothing was sent." in page
+    assert 'value="We delivered the letter"' in page
+    saved = fresh_session().get(Letter, letter.id, populate_existing=True)
+    assert saved.news_sent_at is None
+
+
 def test_another_organisers_letter_takes_no_news(client, logged_in, make_letter, make_organiser):
     other = make_organiser("other@example.org")
     letter = make_letter(organiser=other)

@@ -27,6 +27,7 @@ from petition.forms.validators import (
 )
 from petition.models import Letter
 from petition.models.delivery import LABEL_MAX
+from petition.services import news
 from petition.services.letters import GOAL_MAX, SLUG_MAX, LetterInput, closing_problem
 
 
@@ -204,12 +205,14 @@ class NewsForm(Form):
     subject = StringField(
         _l("Subject"),
         filters=[strip],
+        validators=[DataRequired(news.NO_SUBJECT)],
         render_kw={"maxlength": 150},
         description=_l("e.g. “We delivered the letter”."),
     )
     body = TextAreaField(
         _l("News"),
         filters=[strip],
+        validators=[DataRequired(news.NO_BODY)],
         render_kw={"maxlength": 3000, "rows": 8},
         description=_l(
             "Plain text, up to 3,000 characters. Each email greets the signer by name and "

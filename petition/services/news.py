@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from petition import links, text
 from petition.dates import uk_time
 from petition.db import utcnow
-from petition.errors import InvalidInput, InvalidToken
+from petition.errors import InvalidInput, InvalidToken, LetterNotEditable
 from petition.models import Letter, LetterStatus, Signature, SignatureState
 from petition.services import mail
 from petition.services.letters import check_text
@@ -46,6 +46,10 @@ def next_allowed(letter: Letter, now: datetime | None = None) -> datetime | None
     return letter.news_sent_at + INTERVAL
 
 
+NO_SUBJECT = "Give the news a subject."
+NO_BODY = "Write the news."
+
+
 def send(
     session: Session, letter: Letter, subject: str, body: str, now: datetime | None = None
 ) -> int:
@@ -53,10 +57,10 @@ def send(
     now = now or utcnow()
     subject, body = subject.strip(), text.one_line_ending(body).strip()
     if letter.status is LetterStatus.DRAFT:
-        raise InvalidInput("Publish the letter first: nobody has signed a draft.")
+        raise LetterNotEditable("Publish the letter first: nobody has signed a draft.")
     for field, value, limit, multiline, missing in (
-        ("subject", subject, SUBJECT_MAX, False, "Give the news a subject."),
-        ("body", body, BODY_MAX, True, "Write the news."),
+        ("subject", subject, SUBJECT_MAX, False, NO_SUBJECT),
+        ("body", body, BODY_MAX, True, NO_BODY),
     ):
         if not value:
             raise InvalidInput(missing, field=field)
@@ -68,10 +72,14 @@ def send(
             "News of this letter went out less than a day ago, and signers were promised news "
             f"at most a few times. Send this one after {uk_time(allowed)}."
         )
+    rows = session.execute(_audience(letter)).all()
+    if not rows:  # and the day's one mailing is not used up on nobody
+        raise InvalidInput(
+            "No confirmed signer has asked for news of this letter, so nothing was sent."
+        )
     letter.news_sent_at = now
     sent = 0
     letter_url, serializer = links.letter(letter.slug), _serializer()
-    rows = session.execute(_audience(letter)).all()
     for start in range(0, len(rows), _CHUNK):
         messages = [
             mail.message_values(

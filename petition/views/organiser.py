@@ -149,6 +149,8 @@ def show_letter(
 @login_required
 def send_news(letter_id: int):
     form = NewsForm()
+    if not form.validate():  # both fields' problems at once, before the service's rules
+        return show_letter(letter_id, news_form=form, status=422)
     try:
         with transaction() as session:
             letter = letters.get_for_organiser(session, current_user, letter_id)
