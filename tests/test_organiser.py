@@ -130,6 +130,22 @@ def test_a_goal_that_is_not_a_whole_number_in_range_is_refused(client, logged_in
     assert "Enter a whole number from 1 to 100,000,000." in refused.get_data(as_text=True)
 
 
+def test_each_refused_detail_says_what_is_wrong_in_its_own_words(client, logged_in):
+    data = dict(
+        LETTER_FORM,
+        recipient_name="R" * 201,
+        recipient_role="r" * 201,
+        recipient_email=f"{'a' * 250}@example.org",
+        closes_on="٢٠٢٧-٠٣-٣١",  # digits, but not the ones a date input sends
+    )
+    page = client.post("/organiser/letters/new", data=data).get_data(as_text=True)
+    assert "Keep the recipient’s name to 200 characters." in page
+    assert "Keep the recipient’s role to 200 characters." in page
+    assert "An email address is at most 254 characters." in page
+    assert "Enter the date as year-month-day, e.g. 2027-03-31." in page
+    assert "Field cannot be longer" not in page
+
+
 def test_closing_date_must_be_in_the_future_and_within_reason(client, logged_in):
     response = client.post("/organiser/letters/new", data=dict(LETTER_FORM, closes_on="2001-01-01"))
     assert response.status_code == 422

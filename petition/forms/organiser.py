@@ -88,18 +88,30 @@ class LetterForm(Form):
     recipient_name = StringField(
         _l("Recipient’s name"),
         filters=[strip],
-        validators=[DataRequired(_l("Say who the letter is to.")), Length(max=200), single_line],
+        validators=[
+            DataRequired(_l("Say who the letter is to.")),
+            Length(max=200, message=_l("Keep the recipient’s name to 200 characters.")),
+            single_line,
+        ],
     )
     recipient_role = StringField(
         _l("Recipient’s role (optional)"),
         filters=[strip],
-        validators=[Optional(), Length(max=200), single_line],
+        validators=[
+            Optional(),
+            Length(max=200, message=_l("Keep the recipient’s role to 200 characters.")),
+            single_line,
+        ],
         description=_l("e.g. “MP for Leeds Central”."),
     )
     recipient_email = EmailField(
         _l("Recipient’s email (optional, never shown publicly)"),
         filters=[strip],
-        validators=[Optional(), Length(max=254), email_address],
+        validators=[
+            Optional(),
+            Length(max=254, message=_l("An email address is at most 254 characters.")),
+            email_address,
+        ],
         description=_l("Where to send the delivery link: you can email it from your own mail."),
     )
     body = TextAreaField(
