@@ -457,7 +457,7 @@ def test_delivery_links_say_whom_they_are_for(client, logged_in, make_letter):
     refused = client.post(deliveries, data={"label": too_long})
     assert refused.status_code == 422
     page = refused.get_data(as_text=True)
-    assert "Keep it to 80 characters." in page
+    assert "Keep this to 80 characters." in page
     assert 'id="label-error"' in page
     assert f'value="{too_long.strip()}"' in page
     assert "/deliveries/" not in page.split('id="deliver"', 1)[1].split("<form", 1)[0]

@@ -7,11 +7,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from petition import text, tokens
+from petition import tokens
 from petition.db import utcnow
-from petition.errors import InvalidInput, InvalidToken, LetterNotEditable, TokenExpired
+from petition.errors import InvalidToken, LetterNotEditable, TokenExpired
 from petition.models import Delivery, Letter, LetterStatus
 from petition.models.delivery import LABEL_MAX
+from petition.services.letters import check_text
 
 
 def create(
@@ -26,10 +27,8 @@ def create(
     if letter.status is LetterStatus.DRAFT:
         raise LetterNotEditable("Publish the letter before delivering it.")
     label = (label or "").strip() or None
-    if label and len(label) > LABEL_MAX:
-        raise InvalidInput(f"Keep it to {LABEL_MAX} characters.", field="label")
-    if label and (problem := text.problem(label)):
-        raise InvalidInput(problem, field="label")
+    if label:
+        check_text("label", label, LABEL_MAX)
     now = now or utcnow()
     raw, digest = tokens.new_token()
     session.add(

@@ -14,6 +14,7 @@ from werkzeug.exceptions import TooManyRequests
 from petition import links
 from petition.db import get_session, transaction, utcnow
 from petition.errors import DomainError
+from petition.forms import Form
 from petition.forms.organiser import DeliveryForm, LetterForm, LoginForm, NewsForm
 from petition.limits import check_login_attempt, minutes_to_wait, seconds_to_wait
 from petition.models import Letter
@@ -145,6 +146,16 @@ def show_letter(
     return page, status
 
 
+def _refused_on_the_letter_page(letter_id: int, error: DomainError, **sent: Form):
+    """The letter's page again, with the refusal beside the field of the form that was sent
+    (news_form= or delivery_form=); a refusal that is not about what was typed is its own page."""
+    if error.status != 422:
+        raise error
+    for form in sent.values():
+        show_on_form(form, error)
+    return show_letter(letter_id, status=422, **sent)
+
+
 @bp.post("/letters/<id:letter_id>/news")
 @login_required
 def send_news(letter_id: int):
@@ -156,10 +167,7 @@ def send_news(letter_id: int):
             letter = letters.get_for_organiser(session, current_user, letter_id)
             sent = news.send(session, letter, form.subject.data or "", form.body.data or "")
     except DomainError as error:
-        if error.status != 422:
-            raise
-        show_on_form(form, error)
-        return show_letter(letter_id, news_form=form, status=422)
+        return _refused_on_the_letter_page(letter_id, error, news_form=form)
     # Shown in the news section, where the page opens after sending (its #news anchor).
     message = ngettext("News queued for %(num)s signer.", "News queued for %(num)s signers.", sent)
     flash(message, "news")
@@ -252,10 +260,7 @@ def create_delivery(letter_id: int):
             letter = letters.get_for_organiser(session, current_user, letter_id)
             token = deliveries.create(session, letter, days, label=form.label.data)
     except DomainError as error:
-        if error.status != 422:
-            raise
-        show_on_form(form, error)
-        return show_letter(letter_id, delivery_form=form, status=422)
+        return _refused_on_the_letter_page(letter_id, error, delivery_form=form)
     # Shown once, on the next page (redirecting, so a reload does not make another link).
     flash(links.delivery(token), "delivery-link")
     return redirect(url_for("organiser.show_letter", letter_id=letter_id, _anchor="deliver"), 303)
