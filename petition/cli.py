@@ -15,12 +15,14 @@ from flask import current_app
 from flask.cli import FlaskGroup, NoAppException, ScriptInfo
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.orm import Session
 
 from petition import create_app, links, migrate, text
 from petition.config import ConfigError
 from petition.dates import NoSuchDay, NotADay, end_of_day, parse_day
 from petition.db import MissingDatabaseFile, NotADatabaseFile, schema_behind, transaction
 from petition.errors import DomainError
+from petition.models import Organiser
 from petition.services import counts, exports, letters, mail, organisers
 from petition.services.letters import GOAL_MAX
 from petition.worker import run_worker
@@ -262,9 +264,7 @@ def organisers_set_password(email: str, password_stdin: bool) -> None:
     password = _read_password(password_stdin)
     try:
         with transaction() as session:
-            organiser = organisers.find(session, email)
-            if organiser is None:
-                raise click.ClickException(f"No organiser has the email {email}.")
+            organiser = _existing_organiser(session, email)
             organisers.set_password(session, organiser, password)
     except DomainError as error:
         raise _fail(error) from None
@@ -296,10 +296,14 @@ def organisers_enable(email: str) -> None:
 def _set_active(email: str, active: bool) -> bool:
     """Whether the account changed (False: it already was so)."""
     with transaction() as session:
-        organiser = organisers.find(session, email)
-        if organiser is None:
-            raise click.ClickException(f"No organiser has the email {email}.")
-        return organisers.set_active(session, organiser, active)
+        return organisers.set_active(session, _existing_organiser(session, email), active)
+
+
+def _existing_organiser(session: Session, email: str) -> Organiser:
+    organiser = organisers.find(session, email)
+    if organiser is None:
+        raise click.ClickException(f"No organiser has the email {email.strip()!r}.")
+    return organiser
 
 
 def _read_password(from_stdin: bool) -> str:

@@ -559,4 +559,7 @@ def test_a_new_password_or_a_disabled_account_ends_sessions(app, client, logged_
     again = app.test_cli_runner().invoke(cli, ["organisers", "enable", logged_in.email])
     assert "was not disabled; nothing changed" in again.output
     missing = app.test_cli_runner().invoke(cli, ["organisers", "disable", "nobody@example.org"])
-    assert missing.exit_code == 1 and "No organiser has the email" in missing.output
+    assert missing.exit_code == 1
+    assert "No organiser has the email 'nobody@example.org'." in missing.output
+    empty = app.test_cli_runner().invoke(cli, ["organisers", "enable", ""])
+    assert empty.exit_code == 1 and "No organiser has the email ''." in empty.output
