@@ -529,11 +529,13 @@ def mail_worker(interval: float) -> None:
 
 @mail_cli.command("send-pending")
 def mail_send_pending() -> None:
-    """Deliver every message that is due now, once, and report."""
+    """Deliver every message that is due now, once, and report; exit 1 if any send failed."""
     report = run_worker(current_app._get_current_object(), threading.Event(), once=True)
     click.echo(f"sent {report.sent}, will retry {report.retrying}, parked {report.parked}")
     for error in sorted(set(report.errors)):
         click.echo(f"  error: {error}", err=True)
+    if report.retrying or report.parked:  # so that cron, or whoever runs it, notices
+        click.get_current_context().exit(1)
 
 
 @mail_cli.command("status")

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from petition.cli import cli
 from petition.db import transaction
 from petition.models import Letter, Organiser
-from tests.conftest import fresh_session, sign_and_confirm
+from tests.conftest import free_port, fresh_session, sign_and_confirm
 
 
 def run(app, *args: str, input: str | bytes | None = None):
@@ -186,9 +186,16 @@ def test_mail_commands_report_and_retry(app, client, make_letter, mailbox):
     letter = make_letter()
     client.post(f"/letters/{letter.slug}/sign", data={"name": "J", "email": "j@example.org"})
     assert "queued: 1" in run(app, "mail", "status").output
-    assert run(app, "mail", "send-pending").output.strip() == "sent 1, will retry 0, parked 0"
+    sent = run(app, "mail", "send-pending")
+    assert (sent.exit_code, sent.output.strip()) == (0, "sent 1, will retry 0, parked 0")
     assert len(mailbox.messages) == 1
     assert "sent: 1" in run(app, "mail", "status").output
+    app.config["SMTP_PORT"] = free_port()  # the mail server is down
+    client.post(f"/letters/{letter.slug}/sign", data={"name": "K", "email": "k@example.org"})
+    failed = run(app, "mail", "send-pending")
+    assert failed.exit_code == 1  # for cron, or whoever runs it, to notice
+    assert failed.output.startswith("sent 0, will retry 1, parked 0")
+    assert "cannot connect" in failed.output
 
 
 def test_the_console_script_runs_migrations_and_refuses_a_missing_secret(tmp_path):
