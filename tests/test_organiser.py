@@ -14,7 +14,7 @@ from sqlalchemy import select
 from petition.cli import cli
 from petition.db import utcnow
 from petition.models import Letter, LetterStatus
-from petition.services import counts
+from petition.services import counts, letters
 from tests.conftest import PASSWORD, api_count, fresh_session, sign_and_confirm, sign_data
 
 LETTER_FORM = {
@@ -448,6 +448,39 @@ def test_the_organiser_sees_how_many_signers_have_yet_to_confirm(
     assert waiting() == "1"
     a_year_on = utcnow() + timedelta(days=366)  # bob's link has expired: he can no longer confirm
     assert counts.unconfirmed(fresh_session(), letter.id, now=a_year_on) == 0
+
+
+def test_a_pending_signer_holds_the_words_too_until_their_link_expires(
+    client, logged_in, make_letter
+):
+    letter = make_letter(organiser=logged_in)
+    edit = f"/organiser/letters/{letter.id}/edit"
+    assert client.post(f"/letters/{letter.slug}/sign", data=sign_data()).status_code == 303
+    # Not confirmed yet, but they will confirm what they signed: the body stays.
+    changed = client.post(edit, data=_form_of(letter, body="We support selling the library."))
+    assert changed.status_code == 422
+    assert "People have signed this letter as it stands" in changed.get_data(as_text=True)
+    assert letters.has_signers(fresh_session(), letter)
+    a_year_on = utcnow() + timedelta(days=366)  # their link has expired: nobody holds them now
+    assert not letters.has_signers(fresh_session(), letter, now=a_year_on)
+
+
+def test_a_body_from_a_windows_file_can_still_be_saved_unchanged_once_signed(
+    app, client, logged_in, mailbox, tmp_path
+):
+    body = tmp_path / "letter.md"
+    body.write_bytes(b"Dear Alex,\r\n\r\nPlease stand.\r\n")
+    created = app.test_cli_runner().invoke(cli, [
+        "letters", "create", "--title", "Stand", "--recipient-name", "Alex",
+        "--body-file", str(body), "--organiser", logged_in.email, "--publish",
+    ])  # fmt: skip
+    assert created.exit_code == 0, created.output
+    letter = fresh_session().scalar(select(Letter).where(Letter.title == "Stand"))
+    assert letter.body_markdown == "Dear Alex,\n\nPlease stand.\n"
+    sign_and_confirm(client, mailbox, letter)
+    form = _form_of(letter, goal="900")
+    form["body"] = form["body"].replace("\n", "\r\n")  # as a browser sends a textarea back
+    assert client.post(f"/organiser/letters/{letter.id}/edit", data=form).status_code == 303
 
 
 def test_delivery_links_say_whom_they_are_for(client, logged_in, make_letter):

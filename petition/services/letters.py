@@ -168,6 +168,7 @@ def update(
     now = now or utcnow()
     ensure_editable(letter)
     validate(data, now)
+    _keep_signed_words(session, letter, data)  # first: it may read the letter's row again
     if data.slug and data.slug != letter.slug:
         if letter.status is not LetterStatus.DRAFT:
             raise InvalidInput(
@@ -177,7 +178,6 @@ def update(
         if session.scalar(select(Letter.id).where(Letter.slug == slug)) is not None:
             raise SlugTaken(field="slug")
         letter.slug = slug
-    _keep_signed_words(session, letter, data)
     _keep_answered_questions(session, letter, data)
     _apply(letter, data, now)
     session.flush()
@@ -193,30 +193,49 @@ SIGNED_WORDS = (
 )
 
 
-def has_signatories(session: Session, letter: Letter) -> bool:
-    """Whether anyone has confirmed a signature of this letter (and not withdrawn it)."""
-    confirmed = select(Signature.id).where(
-        Signature.letter_id == letter.id, Signature.state == SignatureState.VERIFIED
+def has_signers(session: Session, letter: Letter, now: datetime | None = None) -> bool:
+    """Whether anyone has signed this letter: confirmed (and not withdrawn), or still able to
+    confirm from the link they were sent."""
+    signed = select(Signature.id).where(
+        Signature.letter_id == letter.id,
+        (Signature.state == SignatureState.VERIFIED)
+        | (
+            (Signature.state == SignatureState.PENDING)
+            & (Signature.verify_expires_at > (now or utcnow()))
+        ),
     )
-    return session.scalar(confirmed.limit(1)) is not None
+    return session.scalar(signed.limit(1)) is not None
 
 
 def _keep_signed_words(session: Session, letter: Letter, data: LetterInput) -> None:
-    """Once someone has confirmed, the words stay as they signed them: a signature, and the
+    """Once someone has signed, the words stay as they signed them: a signature, and the
     consent to share an email address with the recipient, were given to this letter to this
-    recipient, and the recipient must get what people signed."""
+    recipient, and the recipient must get what people signed. A pending signer confirms what
+    they signed, so they count from the start."""
     changed = [
         field
-        for attribute, field in SIGNED_WORDS
-        if (getattr(data, attribute) or "") != (getattr(letter, attribute) or "")
+        for (_attribute, field), typed, stored in zip(
+            SIGNED_WORDS, _signed_words(data), _signed_words(letter), strict=True
+        )
+        if typed != stored
     ]
-    if changed and has_signatories(session, letter):
+    if not changed:
+        return
+    # The letter's row, locked: a signature being made (its foreign key's check shares the
+    # row) is either committed and seen below, or waits until these words are saved.
+    session.refresh(letter, with_for_update=True)
+    if has_signers(session, letter):
         raise InvalidInput(
             "People have signed this letter as it stands, so its title, recipient and text "
             "stay as they are. To tell signers something, send them news; to ask for "
             "something else, close this letter and start a new one.",
             field=changed[0],
         )
+
+
+def _signed_words(source: Letter | LetterInput) -> list[str]:
+    # Line endings as stored: a body read from a file or a form may have come with CRLF.
+    return [text.one_line_ending(getattr(source, attribute) or "") for attribute, _ in SIGNED_WORDS]
 
 
 # The optional questions: the letter's flag, the signature's column, what it asks for.
@@ -254,8 +273,8 @@ def _apply(letter: Letter, data: LetterInput, now: datetime) -> None:
     letter.recipient_name = data.recipient_name
     letter.recipient_role = data.recipient_role
     letter.recipient_email = data.recipient_email or None
-    letter.body_markdown = data.body_markdown
-    letter.body_html = markup.render(data.body_markdown)
+    letter.body_markdown = text.one_line_ending(data.body_markdown)
+    letter.body_html = markup.render(letter.body_markdown)
     letter.goal = data.goal
     letter.closes_at = data.closes_at
     letter.ask_postcode = data.ask_postcode

@@ -193,7 +193,7 @@ def edit_letter(letter_id: int):
         letter,
         lambda session, data: letters.update(session, letter, data),
         _("Changes saved."),
-        signed=letters.has_signatories(session, letter),
+        signed=letters.has_signers(session, letter),
     )
 
 
