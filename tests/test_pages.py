@@ -125,6 +125,8 @@ def test_the_preview_font_has_the_letters_of_british_and_european_names():
         ("(Jane Smith)", "Jane S."),
         ("Jane Doe, Vice-Chair of Hackney CLP", "Jane D."),
         ("Jane Doe, Hackney Branch Secretary", "Jane D."),
+        ("Doe, Jane Mary Ann", "Jane D."),  # a surname alone before the comma
+        ("Doe, J. R. R.", "J. D."),
         ("Smith, Jr.", "Smith"),
         ("Jan.Kowalski", "Jan K."),
         ("John_Smith", "John S."),

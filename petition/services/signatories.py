@@ -27,8 +27,7 @@ class PublicSignatory:
 # too, in a name with no space: "Jan.Kowalski".
 _BETWEEN_WORDS = re.compile(r"[\s_\u200b\u2060\ufeff]+")
 # What may follow a comma after a whole name: "Anne O'Brien, Jr." is not "Jr. Anne O'Brien",
-# nor is "Jane Doe, Chair" a Chair D. A given name has at most two words ("Mary Ann"), so
-# "Jane Doe, Hackney Branch Secretary" is a name and a role too.
+# nor is "Jane Doe, Chair" a Chair D.
 _AFTER_A_NAME = {
     *("jr", "sr", "ii", "iii", "iv", "phd", "md", "mp", "msp", "ms", "obe", "mbe", "cbe"),
     *("chair", "vice", "secretary", "treasurer", "councillor", "cllr", "member", "officer"),
@@ -74,7 +73,10 @@ def _name_words(full_name: str) -> list[str]:
     named = _ASIDE.sub(" ", full_name).strip() or re.sub(r"[()\[\]]", " ", full_name)
     head, comma, tail = named.partition(",")
     given = tail.split(",", 1)[0].split()
-    if comma and 0 < len(given) <= 2 and _first_part(given[0]) not in _AFTER_A_NAME:
+    # After a whole name, three words or more are a role ("Jane Doe, Hackney Branch
+    # Secretary"); after a surname alone they are given names ("Doe, Jane Mary Ann").
+    a_role = len(given) > 2 and len(head.split()) > 1
+    if comma and given and not a_role and _first_part(given[0]) not in _AFTER_A_NAME:
         head = f"{' '.join(given)} {head}"
     parts = _words(head) or _words(full_name.replace(",", " "))
     while len(parts) > 2 and _first_part(parts[0]) in _BEFORE_A_NAME:
