@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
-from flask import Flask, Response, flash, redirect, request, session, url_for
+from flask import Flask, Response, current_app, flash, redirect, request, session, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager
+from werkzeug.exceptions import HTTPException
 
 from petition.db import get_session
 from petition.models import Organiser
@@ -53,13 +52,26 @@ def _log_in_first() -> Response:
     cannot be sent again from the login page: its way back is the page it was sent from, and
     the login page says so, rather than leading to an address that only takes forms.
     """
+    if request.endpoint == "organiser.logout":  # logged out already: nothing was lost
+        return redirect(url_for("public.home"))
     if request.method in ("GET", "HEAD"):
         flash(str(login_manager.login_message))
         back = request.full_path.rstrip("?")
     else:
         flash(_("You had been logged out, so that was not saved. Log in, then do it again."))
-        back = urlsplit(request.referrer or "").path
-    return redirect(url_for("organiser.login", next=back or None))
+        back = _page_of_the_form()
+    return redirect(url_for("organiser.login", next=back))
+
+
+def _page_of_the_form() -> str | None:
+    """Where a form posted here was shown. The Referer cannot say (private pages send only the
+    origin), so: this address, if it is a page too (an edit form's), else its letter's page."""
+    try:
+        current_app.create_url_adapter(request).match(request.path, method="GET")
+    except HTTPException:
+        letter_id = (request.view_args or {}).get("letter_id")
+        return url_for("organiser.show_letter", letter_id=letter_id) if letter_id else None
+    return request.path
 
 
 def init_app(app: Flask) -> None:
