@@ -241,7 +241,9 @@ def test_the_words_people_signed_stay_as_they_signed_them(client, logged_in, mak
         assert "People have signed this letter as it stands" in page
         field = next(iter(change))
         assert f'id="{field}-error"' in page  # beside the field that changed
-        assert 'value="900"' in page  # and what was typed is kept
+        assert 'value="900"' in page  # and what was typed is kept, but for the signed words,
+        assert 'value="Stand for the leadership, Alex"' in page  # which show what was signed
+        assert "Acme" not in page and "selling" not in page and "Sell the" not in page
     saved = fresh_session().get(Letter, letter.id, populate_existing=True)
     assert (saved.title, saved.recipient_name, saved.goal) == (
         "Stand for the leadership, Alex",
@@ -410,7 +412,11 @@ def test_delivery_link_lets_the_office_download_until_revoked(
 def test_a_new_delivery_link_can_be_emailed_to_the_recipient_from_the_organisers_mail(
     client, logged_in, make_letter
 ):
-    letter = make_letter(organiser=logged_in, recipient_email="office+letters@example.org")
+    letter = make_letter(
+        organiser=logged_in,
+        recipient_email="office+letters@example.org",
+        title="Save St Mary's library & park",
+    )
     created = client.post(f"/organiser/letters/{letter.id}/deliveries")
     page = client.get(created.headers["Location"]).get_data(as_text=True)
     link = page.split('id="delivery-url" type="text" readonly value="', 1)[1].split('"', 1)[0]
@@ -418,7 +424,8 @@ def test_a_new_delivery_link_can_be_emailed_to_the_recipient_from_the_organisers
     address, query = mailto.removeprefix("mailto:").split("?", 1)
     assert unquote(address) == "office+letters@example.org"
     fields = parse_qs(query)
-    assert fields["subject"] == ["Open letter: Stand for the leadership"]
+    assert fields["subject"] == ["Open letter: Save St Mary's library & park"]
+    assert "“Save St Mary's library & park”" in fields["body"][0]
     assert fields["body"][0].endswith(f"\r\n\r\n{link}\r\n")
     assert "Email it to office+letters@example.org" in page
     # Shown with the link, once: the next view of the page has neither.

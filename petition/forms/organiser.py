@@ -182,6 +182,14 @@ class LetterForm(Form):
             }
         )
 
+    def show_signed_words(self, letter: Letter) -> None:
+        """The words people signed, as stored, in their read-only fields: whatever was sent
+        for them was refused, and would be refused again."""
+        self.title.data = letter.title
+        self.recipient_name.data = letter.recipient_name
+        self.recipient_role.data = letter.recipient_role
+        self.body.data = letter.body_markdown
+
     def to_input(self) -> LetterInput:
         return LetterInput(
             title=self.title.data,

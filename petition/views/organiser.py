@@ -115,6 +115,8 @@ def _letter_form(
             flash(saved_message)
             return redirect(url_for("organiser.show_letter", letter_id=letter.id), 303)
     status = 422 if form.is_submitted() else 200
+    if signed and letter is not None:
+        form.show_signed_words(letter)
     page = render_template("organiser/letter_form.html", form=form, letter=letter, signed=signed)
     return page, status
 
