@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 from email.utils import parseaddr
 from pathlib import Path
@@ -224,6 +225,7 @@ def _check(app: Flask) -> None:
             f"PETITION_BASE_URL must be an absolute http(s) URL such as "
             f"https://letters.example.org, not {config['BASE_URL']!r}."
         )
+    config["SESSION_COOKIE_SAMESITE"] = str(config["SESSION_COOKIE_SAMESITE"]).capitalize()
     if config["SESSION_COOKIE_SAMESITE"] not in ("Lax", "Strict"):
         raise ConfigError(
             "PETITION_SESSION_COOKIE_SAMESITE must be Lax or Strict, not "
@@ -252,19 +254,29 @@ def _check(app: Flask) -> None:
 
 
 def _is_site_address(value: object) -> bool:
-    """Whether every link in every email can start with this: http(s), a host, a port if any."""
+    """Whether every link in every email can start with this: http(s), a host, a port if any,
+    a path if any, and nothing else (no query, fragment or password to carry into links)."""
+    address = str(value)
     try:
-        base = urlsplit(str(value))
-        base.port  # noqa: B018 - reading it checks it: a port that is no number raises
+        base = urlsplit(address)
+        port = base.port  # reading it checks it: a port that is no number raises
     except ValueError:  # "http://[::1", "http://x:99999", "http://x:abc"
         return False
     host = base.hostname or ""
     return (
         base.scheme in ("http", "https")
-        and bool(host)
-        and not any(character.isspace() for character in str(value))
-        and not text.problem(str(value))
+        and (_HOST_NAME.fullmatch(host) is not None or ":" in host)  # or an IPv6 address
+        and (port is None or port > 0)
+        and not base.netloc.endswith(":")
+        and not (base.query or base.fragment or "?" in address or "#" in address)
+        and base.username is None
+        and not any(character.isspace() for character in address)
+        and not text.problem(address)
     )
+
+
+# Labels of letters, digits and inner hyphens, joined by dots (any script: an IDN as typed).
+_HOST_NAME = re.compile(r"(?!-)[^\W_](?:[^\W_]|-)*(?<!-)(?:\.(?!-)[^\W_](?:[^\W_]|-)*(?<!-))*")
 
 
 def _check_postgresql_driver(url: str) -> None:

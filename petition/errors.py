@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sys
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, render_template, request
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from petition.db import MissingDatabaseFile, NotADatabaseFile, schema_behind
 
@@ -101,6 +102,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(OperationalError, _database_down)
     app.register_error_handler(PoolTimeout, _database_down)
+    app.register_error_handler(ProgrammingError, _database_behind_or_bug)
 
 
 def _render(
@@ -157,12 +159,32 @@ def _http_error(error: HTTPException):
     return _render(status, str(title), str(message), headers)
 
 
+def _database_behind_or_bug(error: ProgrammingError):
+    """PostgreSQL's word for a missing table or column is a ProgrammingError: a database whose
+    migrations have not run is said as such; any other is a bug, a 500 like any other."""
+    if _schema_problem(_first_line(error)):
+        return _database_down(error)
+    current_app.log_exception(sys.exc_info())
+    return _http_error(InternalServerError())
+
+
+def _first_line(error: Exception) -> str:
+    cause = getattr(error, "orig", None)
+    return (str(cause).strip().splitlines() or [""])[0] if cause is not None else ""
+
+
+def _schema_problem(said: str) -> bool:
+    """A missing table or column, as SQLite and PostgreSQL say it (they name no values)."""
+    missing_table = "no such table" in said or ('relation "' in said and "does not exist" in said)
+    return missing_table or schema_behind(said)
+
+
 def _database_down(error: Exception):
     cause = getattr(error, "orig", None)
-    said = str(cause).strip().splitlines()[0] if cause else ""
+    said = _first_line(error)
     if isinstance(cause, NotADatabaseFile):
         log.error("database unavailable: %s (check PETITION_DATABASE_URL)", cause)
-    elif isinstance(cause, MissingDatabaseFile) or schema_behind(said) or "no such table" in said:
+    elif isinstance(cause, MissingDatabaseFile) or _schema_problem(said):
         log.error("database unavailable: %s (run: petition db upgrade)", said)  # names no value
     else:  # a driver's message may quote what was being written, so only its kind is logged
         log.error("database unavailable: %s", type(error).__name__)

@@ -58,6 +58,12 @@ def test_development_start_gets_a_throwaway_secret(clean_env):
         ("PETITION_BASE_URL", "http://letters.example.org:99999", "absolute http"),
         ("PETITION_BASE_URL", "http://letters.example.org:abc", "absolute http"),
         ("PETITION_BASE_URL", "https://:443", "absolute http"),
+        ("PETITION_BASE_URL", "https://x.org/?a=1", "absolute http"),
+        ("PETITION_BASE_URL", "https://x.org#f", "absolute http"),
+        ("PETITION_BASE_URL", "https://user:pw@x.org", "absolute http"),
+        ("PETITION_BASE_URL", "http://x.org:0", "absolute http"),
+        ("PETITION_BASE_URL", "http://x.org:", "absolute http"),
+        ("PETITION_BASE_URL", "http://-", "absolute http"),
         ("PETITION_SMTP_TIMEOUT", "nan", "SMTP_TIMEOUT must be a number of seconds"),
         ("PETITION_SMTP_TIMEOUT", "inf", "SMTP_TIMEOUT must be a number of seconds"),
         ("PETITION_COUNT_CACHE_SECONDS", "1e400", "COUNT_CACHE_SECONDS must be a number"),
@@ -81,6 +87,30 @@ def test_malformed_settings_are_named(clean_env, name, value, message):
     clean_env.setenv(name, value)
     with pytest.raises(ConfigError, match=message):
         create_app()
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "https://letters.example.org",
+        "https://example.org/letters/",
+        "http://127.0.0.1:5000",
+        "http://[::1]:8000",
+        "https://xn--bcher-kva.example",
+        "https://bücher.example",
+        "http://localhost",
+    ],
+)
+def test_every_usable_base_url_is_taken(clean_env, address):
+    clean_env.setenv("PETITION_SECRET_KEY", "s" * 40)
+    clean_env.setenv("PETITION_BASE_URL", address)
+    assert create_app().config["BASE_URL"] == address.rstrip("/")
+
+
+def test_samesite_is_taken_in_any_case(clean_env):
+    clean_env.setenv("PETITION_SECRET_KEY", "s" * 40)
+    clean_env.setenv("PETITION_SESSION_COOKIE_SAMESITE", "strict")
+    assert create_app().config["SESSION_COOKIE_SAMESITE"] == "Strict"
 
 
 def test_any_flask_setting_can_be_overridden_from_the_environment(clean_env):

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, ProgrammingError
 
 from petition import db, links
-from petition.services import signatures
+from petition.services import signatories, signatures
 
 SECRET = "01a2SECRETnotForTheLogs"
 
@@ -55,3 +55,28 @@ def test_a_database_error_does_not_quote_the_values_written(app):
         )
     assert "no_such_table" in str(raised.value)
     assert "private.person@example.org" not in str(raised.value)
+
+
+def test_a_database_behind_the_code_is_a_503_whose_log_says_to_upgrade(app, client, caplog):
+    with db.engine().begin() as connection:  # as if made before the column was added
+        connection.execute(text("ALTER TABLE letter DROP COLUMN news_sent_at"))
+    with caplog.at_level(logging.ERROR):
+        response = client.get("/")
+    assert response.status_code == 503
+    assert "news_sent_at" in caplog.text and "(run: petition db upgrade)" in caplog.text
+
+
+def test_any_other_programming_error_is_a_500_with_its_traceback(
+    client, make_letter, monkeypatch, caplog
+):
+    letter = make_letter()
+
+    def bug(*_args: Any) -> None:
+        raise ProgrammingError("SELECT nonsense", {}, Exception('syntax error at or near "x"'))
+
+    monkeypatch.setattr(signatories, "recent", bug)
+    with caplog.at_level(logging.ERROR):
+        response = client.get(f"/letters/{letter.slug}")
+    assert response.status_code == 500
+    assert "Traceback" in caplog.text and "syntax error" in caplog.text
+    assert "database unavailable" not in caplog.text

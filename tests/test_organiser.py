@@ -453,6 +453,8 @@ def test_the_organiser_sees_how_many_signers_have_yet_to_confirm(
     mailbox.deliver()
     assert client.post(mailbox.link("ann@example.org", "/verify/")).status_code == 200
     assert waiting() == "1"
+    client.post(f"{page}/close")  # bob can no longer confirm: nothing is waiting any more
+    assert "Waiting for confirmation" not in client.get(page).get_data(as_text=True)
     a_year_on = utcnow() + timedelta(days=366)  # bob's link has expired: he can no longer confirm
     assert counts.unconfirmed(fresh_session(), letter.id, now=a_year_on) == 0
 

@@ -42,6 +42,11 @@ def test_an_address_typed_in_capitals_leads_to_the_letter(client, make_letter):
         f"/letters/{letter.slug}"
     )
     assert client.get("/letters/No-Such-Letter", follow_redirects=True).status_code == 404
+    raw = client.get(  # the raw bytes of "café", as WSGI hands them over (latin-1)
+        "/letters/Stand-For-The-Leadership",
+        environ_overrides={"QUERY_STRING": "q=caf\xc3\xa9&x=%41"},
+    )
+    assert raw.headers["Location"] == f"/letters/{letter.slug}?q=caf%C3%A9&x=%41"
 
 
 def test_the_closing_day_says_it_is_the_last_day(client, make_letter):

@@ -152,7 +152,7 @@ class LetterForm(Form):
         _l("Signature goal (optional)"),
         filters=[strip],
         validators=[whole_number(1, GOAL_MAX)],
-        render_kw={"inputmode": "numeric", "pattern": "[0-9]*"},
+        render_kw={"inputmode": "numeric"},  # digits; "1,000" and "10 000" are taken too
     )
     closes_on = DayField(
         _l("Closing date (optional)"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
+from urllib.parse import quote
 
 from babel import Locale, numbers
 from flask import (
@@ -94,7 +95,7 @@ def letter(slug: str):
     fresh page.
     """
     if slug != slug.lower():  # typed from a poster: addresses are made in lower case
-        query = request.query_string.decode("latin-1")
+        query = quote(request.query_string, safe="=&;+%/?:@,")  # as received, in ASCII
         target = url_for("public.letter", slug=slug.lower())
         return redirect(f"{target}?{query}" if query else target, 301)
     seconds = current_app.config["COUNT_CACHE_SECONDS"]
