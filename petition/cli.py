@@ -534,7 +534,7 @@ def mail_send_pending() -> None:
     click.echo(f"sent {report.sent}, will retry {report.retrying}, parked {report.parked}")
     for error in sorted(set(report.errors)):
         click.echo(f"  error: {error}", err=True)
-    if report.retrying or report.parked:  # so that cron, or whoever runs it, notices
+    if report.errors or report.retrying or report.parked:  # for cron, or whoever runs it
         click.get_current_context().exit(1)
 
 

@@ -133,8 +133,10 @@ def _deliver_due(
                 lease=timedelta(seconds=app.config["MAIL_LEASE_SECONDS"]),
                 first_retry=timedelta(seconds=app.config["MAIL_RETRY_SECONDS"]),
             )
-        except Exception:
+        except Exception as error:
             log.exception("mail delivery failed; will retry")
+            # Its kind only: a driver's message may quote what was being written.
+            total.errors.append(f"delivery stopped: {type(error).__name__}")
             return total, False
         total.sent += report.sent
         total.retrying += report.retrying

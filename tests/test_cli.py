@@ -196,6 +196,12 @@ def test_mail_commands_report_and_retry(app, client, make_letter, mailbox):
     assert failed.exit_code == 1  # for cron, or whoever runs it, to notice
     assert failed.output.startswith("sent 0, will retry 1, parked 0")
     assert "cannot connect" in failed.output
+    # Anything that stops delivery before a message is tried (the database gone, say; here a
+    # setting broken behind the app's back) is a failure too, not "sent 0".
+    app.config["MAIL_LEASE_SECONDS"] = "broken"
+    stopped = run(app, "mail", "send-pending")
+    assert stopped.exit_code == 1
+    assert "error: delivery stopped: TypeError" in stopped.output
 
 
 def test_the_console_script_runs_migrations_and_refuses_a_missing_secret(tmp_path):
