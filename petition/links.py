@@ -6,7 +6,10 @@ import re
 from flask import current_app
 
 # The paths whose next segment is a secret: whoever reads it in a log could use the link.
-_SECRET_SEGMENT = re.compile(r"^/(verify|signature|news/stop|deliveries)/[^/]+")
+# A request line may give the whole address ("GET http://host/verify/..."): the path is masked.
+_SECRET_SEGMENT = re.compile(
+    r"^((?:[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*)?)/(verify|signature|news/stop|deliveries)/[^/]+"
+)
 
 
 def _absolute(path: str) -> str:
@@ -48,4 +51,4 @@ def embed(slug: str) -> str:
 
 def loggable(path: str) -> str:
     """The path with any secret in it replaced by <token>, as deploy/nginx logs it."""
-    return _SECRET_SEGMENT.sub(r"/\1/<token>", path)
+    return _SECRET_SEGMENT.sub(r"\1/\2/<token>", path)

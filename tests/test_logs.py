@@ -24,6 +24,10 @@ SECRET = "01a2SECRETnotForTheLogs"
         (f"/deliveries/{SECRET}/signatories.csv", "/deliveries/<token>/signatories.csv"),
         ("/letters/save-the-library/sign", "/letters/save-the-library/sign"),
         ("/verify/", "/verify/"),
+        (
+            f"http://letters.example.org/verify/{SECRET}",
+            "http://letters.example.org/verify/<token>",
+        ),
     ],
 )
 def test_a_path_is_logged_without_its_secret(path, logged):
