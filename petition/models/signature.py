@@ -3,7 +3,7 @@
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, false, text
+from sqlalchemy import ColumnElement, ForeignKey, Index, String, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from petition.db import Base, utcnow
@@ -53,3 +53,8 @@ class Signature(Base):
     manage_token_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     verified_at: Mapped[datetime | None]
+
+    @classmethod
+    def confirmable(cls, now: datetime) -> ColumnElement[bool]:
+        """Pending, with a confirmation link that still works: a signer who can yet confirm."""
+        return (cls.state == SignatureState.PENDING) & (cls.verify_expires_at > now)

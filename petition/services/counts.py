@@ -41,9 +41,7 @@ def unconfirmed(session: Session, letter_id: int, now: datetime | None = None) -
     """Signatures whose signer has not yet pressed the emailed link, and still can: a number
     that grows while the confirmed count does not tells organisers that mail is not arriving."""
     query = select(func.count()).where(
-        Signature.letter_id == letter_id,
-        Signature.state == SignatureState.PENDING,
-        Signature.verify_expires_at > (now or utcnow()),
+        Signature.letter_id == letter_id, Signature.confirmable(now or utcnow())
     )
     return int(session.scalar(query) or 0)
 

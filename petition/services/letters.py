@@ -198,11 +198,7 @@ def has_signers(session: Session, letter: Letter, now: datetime | None = None) -
     confirm from the link they were sent."""
     signed = select(Signature.id).where(
         Signature.letter_id == letter.id,
-        (Signature.state == SignatureState.VERIFIED)
-        | (
-            (Signature.state == SignatureState.PENDING)
-            & (Signature.verify_expires_at > (now or utcnow()))
-        ),
+        (Signature.state == SignatureState.VERIFIED) | Signature.confirmable(now or utcnow()),
     )
     return session.scalar(signed.limit(1)) is not None
 
