@@ -20,7 +20,13 @@ from sqlalchemy.orm import Session
 from petition import create_app, links, migrate, text
 from petition.config import ConfigError
 from petition.dates import NoSuchDay, NotADay, end_of_day, parse_day
-from petition.db import MissingDatabaseFile, NotADatabaseFile, schema_behind, transaction
+from petition.db import (
+    MissingDatabaseFile,
+    NotADatabaseFile,
+    missing_table,
+    schema_behind,
+    transaction,
+)
 from petition.errors import DomainError
 from petition.models import Organiser
 from petition.services import counts, exports, letters, mail, organisers
@@ -100,7 +106,7 @@ def _database_problem(error: DBAPIError) -> str:
             f"The database {_database_shown()}was made by an older version of petition "
             f"({detail}). Bring it up to date with: petition db upgrade"
         )
-    if "no such table" in detail or "does not exist" in detail:
+    if missing_table(detail):
         return (
             f"The database {_database_shown()}has no tables yet ({detail}). "
             "If it is the one you meant, run: petition db upgrade; "

@@ -70,6 +70,12 @@ class MissingDatabaseFile(sqlite3.OperationalError):
         self.file = file
 
 
+def missing_table(message: str) -> bool:
+    """Whether a database's error says that a table the code uses is missing, as SQLite and
+    PostgreSQL say it: no migrations have run there."""
+    return "no such table" in message or ('relation "' in message and "does not exist" in message)
+
+
 def schema_behind(message: str) -> bool:
     """Whether a database's error says that a column the code uses is missing: the database
     was made by an older version, and its migrations have not been run."""

@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from petition.db import MissingDatabaseFile, NotADatabaseFile, schema_behind
+from petition.db import MissingDatabaseFile, NotADatabaseFile, missing_table, schema_behind
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +174,8 @@ def _first_line(error: Exception) -> str:
 
 
 def _schema_problem(said: str) -> bool:
-    """A missing table or column, as SQLite and PostgreSQL say it (they name no values)."""
-    missing_table = "no such table" in said or ('relation "' in said and "does not exist" in said)
-    return missing_table or schema_behind(said)
+    """A missing table or column (the database's words name no values)."""
+    return missing_table(said) or schema_behind(said)
 
 
 def _database_down(error: Exception):
