@@ -44,7 +44,9 @@ def whole_number(text: str, low: int, high: int) -> int | None:
     """The number `text` spells if it lies from low to high; None otherwise (signs, decimals,
     misplaced separators and other scripts' digits included)."""
     text = text.strip()
-    if not _WHOLE_NUMBER.fullmatch(text):
+    # Longer than the highest number written out cannot be in range (and int() refuses a
+    # few thousand digits).
+    if len(text) > len(f"{high:,}") or not _WHOLE_NUMBER.fullmatch(text):
         return None
     number = int(re.sub(r"[^0-9]", "", text))
     return number if low <= number <= high else None

@@ -20,7 +20,7 @@ from flask import (
 from flask_babel import get_locale, ngettext
 from werkzeug.exceptions import TooManyRequests
 
-from petition import links, share_image, sharing
+from petition import links, share_image, sharing, text
 from petition.cache import remember
 from petition.cookies import csrf_token
 from petition.db import get_session, transaction, utcnow
@@ -80,6 +80,9 @@ def _letter_page(slug: str, form: SignForm | None = None, status: int = 200):
         status,
     )
 
+
+# A page number beyond any list: asked for, it shows the last page.
+MAX_PAGE = 10**30
 
 # Stands in for the visitor's CSRF token in a cached page (no real token contains a space).
 CSRF_PLACEHOLDER = "\x00csrf token\x00"
@@ -176,9 +179,7 @@ def check_inbox(slug: str):
 def signatory_list(slug: str):
     session = get_session()
     letter = letters.get_public(session, slug)
-    number = request.args.get("page", "1")
-    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
-    wanted = int(number) if number.isascii() and number.isdigit() and len(number) < 19 else 1
+    wanted = text.whole_number(request.args.get("page", "1"), 1, MAX_PAGE) or 1
     shown = signatories.page(session, letter, wanted)
     return render_template(
         "public/signatories.html",
