@@ -99,11 +99,12 @@ def _letter_form(
     save: Callable[[Session, LetterInput], Letter | None],
     saved_message: str,
     *,
-    signed: bool = False,
+    signed: Callable[[], bool] = lambda: False,
 ):
     """Show the letter form, or save it and go to the letter; refusals return to the form.
 
-    signed: people have confirmed, so the words they signed are shown but cannot be changed.
+    signed: whether people have signed, asked when the form is shown (a save needs no answer):
+    the words they signed are then shown but cannot be changed.
     """
     if form.validate_on_submit():
         try:
@@ -115,9 +116,12 @@ def _letter_form(
             flash(saved_message)
             return redirect(url_for("organiser.show_letter", letter_id=letter.id), 303)
     status = 422 if form.is_submitted() else 200
-    if signed and letter is not None:
+    words_signed = letter is not None and signed()
+    if words_signed:
         form.show_signed_words(letter)
-    page = render_template("organiser/letter_form.html", form=form, letter=letter, signed=signed)
+    page = render_template(
+        "organiser/letter_form.html", form=form, letter=letter, signed=words_signed
+    )
     return page, status
 
 
@@ -131,11 +135,13 @@ def show_letter(
 ):
     session = get_session()
     letter = letters.get_for_organiser(session, current_user, letter_id)
+    now = utcnow()
+    accepting = letter.accepts_signatures(now)
     page = render_template(
         "organiser/letter.html",
         letter=letter,
         count=counts.current(session, letter.id),
-        unconfirmed=counts.unconfirmed(session, letter.id),
+        unconfirmed=counts.unconfirmed(session, letter.id) if accepting else None,
         deliveries=deliveries.list_for_letter(session, letter),
         public_url=links.letter(letter.slug),
         embed_url=links.embed(letter.slug),
@@ -143,7 +149,7 @@ def show_letter(
         delivery_form=delivery_form or DeliveryForm(),
         news_audience=news.audience_size(session, letter),
         news_next=news.next_allowed(letter),
-        now=utcnow(),
+        now=now,
     )
     return page, status
 
@@ -195,7 +201,7 @@ def edit_letter(letter_id: int):
         letter,
         lambda session, data: letters.update(session, letter, data),
         _("Changes saved."),
-        signed=letters.has_signers(session, letter),
+        signed=lambda: letters.has_signers(get_session(), letter),
     )
 
 
