@@ -6,14 +6,12 @@ public JSON for a letter, share images), always with a short lifetime.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-log = logging.getLogger(__name__)
-
+from petition.breaker import REDIS_TIMEOUTS, CircuitBreaker
 
 V = TypeVar("V")
 
@@ -57,32 +55,38 @@ class ProcessCache(Generic[V]):
 
 
 class RedisCache:
-    """Shared by every instance; a Redis outage degrades to recomputing, never to an error."""
+    """Shared by every instance; a Redis outage degrades to recomputing, never to an error.
+
+    While Redis is failing (see petition.breaker) reads miss and writes are dropped at once:
+    every value here has a short lifetime, so nothing stale outlives the outage by long.
+    """
 
     def __init__(self, url: str, prefix: str = "petition:cache:") -> None:
         import redis
 
-        self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self.client = redis.Redis.from_url(url, **REDIS_TIMEOUTS)
         self.prefix = prefix
+        self.breaker = CircuitBreaker("Redis (shared cache)")
 
     def get(self, key: str) -> bytes | None:
-        try:
-            return self.client.get(self.prefix + key)
-        except Exception as error:
-            log.warning("cache read failed: %s", type(error).__name__)
-            return None
+        return self._ask(self.client.get, self.prefix + key)
 
     def set(self, key: str, value: bytes, seconds: float) -> None:
-        try:
-            self.client.set(self.prefix + key, value, px=max(int(seconds * 1000), 1))
-        except Exception as error:
-            log.warning("cache write failed: %s", type(error).__name__)
+        self._ask(self.client.set, self.prefix + key, value, px=max(int(seconds * 1000), 1))
 
     def delete(self, key: str) -> None:
+        self._ask(self.client.delete, self.prefix + key)
+
+    def _ask(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self.breaker.is_open():
+            return None
         try:
-            self.client.delete(self.prefix + key)
+            answer = command(*args, **kwargs)
         except Exception as error:
-            log.warning("cache delete failed: %s", type(error).__name__)
+            self.breaker.trip(error)
+            return None
+        self.breaker.succeeded()
+        return answer
 
 
 class TieredCache:

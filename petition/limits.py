@@ -7,7 +7,6 @@ the count poll, answered thousands of times a second, for nothing.
 from __future__ import annotations
 
 import ipaddress
-import logging
 import math
 import threading
 import time
@@ -19,9 +18,8 @@ from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from petition.breaker import REDIS_TIMEOUTS, CircuitBreaker
 from petition.config import ConfigError
-
-log = logging.getLogger(__name__)
 
 LOGIN_LIMITS = parse_many("10 per minute; 50 per hour")
 
@@ -90,7 +88,11 @@ class ProcessWindows(Storage):
 
 
 class Limiter:
-    """Counts hits per client address in fixed windows; a storage outage lets requests through."""
+    """Counts hits per client address in fixed windows.
+
+    With Redis every process sees the same counts. While Redis fails (see petition.breaker)
+    each process counts on its own, as it does without Redis, until Redis answers again.
+    """
 
     # A shared limit of at least LOCAL_FROM lets each process count a client's first 5 % on
     # its own, and ask Redis only from there on: most people sign once, and a round trip to
@@ -100,35 +102,56 @@ class Limiter:
     LOCAL_SHARE = 20
 
     def __init__(self, storage_uri: str, prefix: str) -> None:
-        shared = storage_uri != "memory://"
-        storage = storage_from_string(storage_uri) if shared else ProcessWindows()
-        self.strategy = FixedWindowRateLimiter(storage)
-        self.local = ProcessWindows() if shared else None
         self.prefix = prefix
+        self.own = FixedWindowRateLimiter(ProcessWindows())
+        self.strategy = self.own
+        self.allowances: ProcessWindows | None = None
+        self.breaker = CircuitBreaker("Redis (rate limits)")
+        if storage_uri != "memory://":
+            redis = storage_uri.startswith(("redis://", "rediss://", "unix://"))
+            storage = storage_from_string(storage_uri, **(REDIS_TIMEOUTS if redis else {}))
+            self.strategy = FixedWindowRateLimiter(storage)
+            self.allowances = ProcessWindows()
 
     def _cost(self, limit: RateLimitItem, scope: str, key: str) -> int:
         """What this attempt adds to the shared count: 0 while it is within the process's own
         allowance, all that was let through uncounted when it first goes beyond, then 1."""
-        if self.local is None or limit.amount < self.LOCAL_FROM:
+        if self.allowances is None or limit.amount < self.LOCAL_FROM:
             return 1
         allowance = limit.amount // self.LOCAL_SHARE
-        seen = self.local.incr(limit.key_for(self.prefix, scope, key), limit.get_expiry())
+        seen = self.allowances.incr(limit.key_for(self.prefix, scope, key), limit.get_expiry())
         if seen <= allowance:
             return 0
         return seen if seen == allowance + 1 else 1
 
     def hit(self, scope: str, limits: list[RateLimitItem], key: str) -> None:
         """Count one attempt; raise 429 with Retry-After when any limit is exceeded."""
+        if self.strategy is self.own or self.breaker.is_open():
+            self._count(self.own, scope, limits, key)
+            return
         try:
-            for limit in limits:
-                cost = self._cost(limit, scope, key)
-                if cost and not self.strategy.hit(limit, self.prefix, scope, key, cost=cost):
-                    reset_at = self.strategy.get_window_stats(limit, self.prefix, scope, key)[0]
-                    raise TooManyRequests(retry_after=max(1, math.ceil(reset_at - time.time())))
+            self._count(self.strategy, scope, limits, key)
         except TooManyRequests:
+            self.breaker.succeeded()  # Redis answered, with a refusal
             raise
         except Exception as error:
-            log.warning("rate limit storage failed: %s", type(error).__name__)
+            self.breaker.trip(error)
+            self._count(self.own, scope, limits, key)
+        else:
+            self.breaker.succeeded()
+
+    def _count(
+        self,
+        strategy: FixedWindowRateLimiter,
+        scope: str,
+        limits: list[RateLimitItem],
+        key: str,
+    ) -> None:
+        for limit in limits:
+            cost = 1 if strategy is self.own else self._cost(limit, scope, key)
+            if cost and not strategy.hit(limit, self.prefix, scope, key, cost=cost):
+                reset_at = strategy.get_window_stats(limit, self.prefix, scope, key)[0]
+                raise TooManyRequests(retry_after=max(1, math.ceil(reset_at - time.time())))
 
 
 def init_app(app: Flask) -> None:

@@ -6,9 +6,11 @@ import contextvars
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -190,6 +192,50 @@ def throwaway_certificate(folder: Path, name: str, why: str) -> tuple[Path, Path
         capture_output=True,
     )
     return certificate, key
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free port, which it may freeze (SIGSTOP: it stops
+    answering, as in a partition or a failover) and thaw. The shared one is never touched."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        options = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), *options], stdout=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while not self.answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.05)
+
+    def answers(self) -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def freeze(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.thaw()
+            self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    if not shutil.which("redis-server"):
+        pytest.skip("needs redis-server (Debian's redis-server package) to stop and restart")
+    server = PrivateRedis()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -226,15 +226,19 @@ def processes() -> Iterator[list[Process]]:
 class Browser:
     """One visitor: keeps the session cookie and the form's CSRF token, follows no redirects."""
 
-    def __init__(self, port: int, timeout: float = 10) -> None:
+    def __init__(self, port: int, timeout: float = 10, forwarded_for: str = "") -> None:
         self.port = port
         self.timeout = timeout
         self.cookie = ""
         self.token = ""
+        # The client's address as a proxy in front would pass it (PETITION_TRUSTED_PROXIES).
+        self.forwarded_for = forwarded_for
 
     def request(self, method: str, path: str, body: str = "") -> tuple[int, str]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
         headers = {"Cookie": self.cookie} if self.cookie else {}
+        if self.forwarded_for:
+            headers["X-Forwarded-For"] = self.forwarded_for
         if body:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         try:

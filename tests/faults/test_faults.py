@@ -9,10 +9,12 @@ import sys
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import select
 
+from petition.breaker import CircuitBreaker
 from petition.db import transaction
 from petition.models import Message, MessageState, Signature, SignatureState
 from petition.services import counts
@@ -20,6 +22,7 @@ from tests.conftest import fresh_session, sign_data
 from tests.faults.conftest import (
     Browser,
     MailWorker,
+    Outcome,
     app_environment,
     burst,
     verify_links,
@@ -119,6 +122,56 @@ def test_postgresql_going_away_mid_burst_gives_clean_503s_and_the_app_recovers(
     assert acknowledged <= set(_stored_emails())
     _confirm_everyone(port)
     _assert_counts_exact(letter)
+
+
+def test_a_redis_that_stops_answering_holds_no_one_up_and_limits_go_on_in_each_process(
+    app, make_letter, start_web, private_redis
+):
+    letter = make_letter()
+    web = start_web(
+        PETITION_REDIS_URL=private_redis.url,
+        PETITION_TRUSTED_PROXIES="1",  # each visitor's address, as nginx would pass it
+        PETITION_SIGN_RATE_LIMIT="3 per hour",  # under 100: every signature asks Redis
+        PETITION_COUNT_CACHE_SECONDS="2",
+    )
+
+    def sign_from(address: str, times: int, prefix: str) -> list[Outcome]:
+        browser = Browser(web.port, forwarded_for=address)
+        emails = [f"{prefix}-{n}@example.org" for n in range(times)]
+        return [Outcome(email, *browser.sign(letter.slug, email)) for email in emails]
+
+    def poll_count(_number: int) -> int:
+        return Browser(web.port).request("GET", f"/api/v1/letters/{letter.slug}")[0]
+
+    assert [o.status for o in sign_from("10.0.0.9", 4, "before")] == [303, 303, 303, 429]
+
+    private_redis.freeze()
+    frozen_at = time.monotonic()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        visitors = pool.map(lambda n: sign_from(f"10.1.{n}.1", 2, f"during{n}"), range(40))
+        polls = list(pool.map(poll_count, range(40)))
+        during = [outcome for outcomes in visitors for outcome in outcomes]
+    # One address keeps signing: each process counts it on its own, so 2 workers let through
+    # at most 3 each, and refuse the rest.
+    repeated = sign_from("10.2.0.1", 7, "repeated")
+    private_redis.thaw()
+    outage = time.monotonic() - frozen_at
+
+    assert polls == [200] * len(polls)
+    assert {o.status for o in during} == {303}
+    assert Counter(o.status for o in repeated)[429] >= 1
+    # Each of the 2 workers' 2 breakers (limits, cache) asks a silent Redis once, then leaves it
+    # alone for RETRY_SECONDS; asking on every request would have been 120 waits or more.
+    waits = web.output().count("failed (TimeoutError)")
+    tries = 2 * 2 * (int(outage // CircuitBreaker.RETRY_SECONDS) + 1)
+    assert 1 <= waits <= tries, (waits, outage)
+
+    time.sleep(CircuitBreaker.RETRY_SECONDS)
+    assert [o.status for o in sign_from("10.0.0.9", 1, "after")] == [429]  # Redis's count
+    assert [o.status for o in sign_from("10.3.0.1", 4, "shared")] == [303, 303, 303, 429]
+    assert "answers again" in web.output()
+    acknowledged = {o.email for o in during + repeated if o.status == 303}
+    assert acknowledged <= set(_stored_emails())
 
 
 def _pg_version() -> str:
