@@ -144,6 +144,7 @@ def _coerce(config: dict[str, Any]) -> None:
     ):
         config[key] = _boolean(key, config[key])
     config["BASE_URL"] = str(config["BASE_URL"]).rstrip("/")
+    config["TRUSTED_HOSTS"] = _host_names("TRUSTED_HOSTS", config.get("TRUSTED_HOSTS"))
 
 
 def _integer(key: str, value: Any, low: int, high: int) -> int:
@@ -172,6 +173,26 @@ def _number(key: str, value: Any, high: float) -> float:
     if number > high:
         raise ConfigError(f"PETITION_{key} must be at most {high:g} seconds (got {number:g}).")
     return number
+
+
+HOST_NAME = re.compile(r"\.?[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
+
+
+def _host_names(key: str, value: Any) -> list[str] | None:
+    """Host names separated by commas or spaces (or a JSON list); a leading dot takes in every
+    subdomain. None, or nothing, lets any host through."""
+    if value is None:
+        return None
+    names = value if isinstance(value, list) else re.split(r"[\s,]+", str(value))
+    names = [str(name).strip().lower() for name in names if str(name).strip()]
+    wrong = [name for name in names if not HOST_NAME.fullmatch(name)]
+    if wrong:
+        raise ConfigError(
+            f"PETITION_{key} must be host names without scheme, port or path, separated by "
+            f"commas, such as letters.example.org (a leading dot takes in every subdomain); "
+            f"{wrong[0]!r} is not one."
+        )
+    return names or None
 
 
 def _boolean(key: str, value: Any) -> bool:

@@ -10,7 +10,7 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 
 from petition.db import MissingDatabaseFile, NotADatabaseFile, missing_table, schema_behind
 
@@ -100,6 +100,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(DomainError, _domain_error)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(SecurityError, _unknown_host)
     app.register_error_handler(OperationalError, _database_down)
     app.register_error_handler(PoolTimeout, _database_down)
     app.register_error_handler(ProgrammingError, _database_behind_or_bug)
@@ -157,6 +158,12 @@ def _http_error(error: HTTPException):
     # Keep what the exception says about itself (Allow on 405, Retry-After on 429).
     headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
     return _render(status, str(title), str(message), headers)
+
+
+def _unknown_host(error: SecurityError):
+    """A Host not in PETITION_TRUSTED_HOSTS (scanners, mostly): no page can be built for it,
+    since every link on one is made for the request's host, and nothing is logged."""
+    return Response("Unknown host.\n", 400, {"Cache-Control": "no-store"}, mimetype="text/plain")
 
 
 def _database_behind_or_bug(error: ProgrammingError):

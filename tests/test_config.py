@@ -75,6 +75,8 @@ def test_development_start_gets_a_throwaway_secret(clean_env):
         ("PETITION_BABEL_DEFAULT_LOCALE", "xx_YY", "BABEL_DEFAULT_LOCALE must be a locale"),
         ("PETITION_DATABASE_ECHO", '"maybe"', "DATABASE_ECHO must be true or false"),
         ("PETITION_SIGN_RATE_LIMIT", "1 per 99999999999999999999 years", "SIGN_RATE_LIMIT"),
+        ("PETITION_TRUSTED_HOSTS", "https://letters.example.org", "'https://letters.example.org'"),
+        ("PETITION_TRUSTED_HOSTS", "letters.example.org:443", "without scheme, port or path"),
         (
             "PETITION_SECRET_KEY",
             "change-me-to-48-random-characters-from-secrets-token-urlsafe",
@@ -121,6 +123,30 @@ def test_any_flask_setting_can_be_overridden_from_the_environment(clean_env):
     assert app.config["SESSION_COOKIE_SECURE"] is False
     assert app.config["SMTP_PORT"] == 2525
     assert app.config["SECRET_KEY"] == "s" * 40
+
+
+def test_trusted_hosts_are_names_separated_by_commas(clean_env):
+    clean_env.setenv("PETITION_SECRET_KEY", "s" * 40)
+    clean_env.setenv("PETITION_TRUSTED_HOSTS", "Letters.example.org, .example.net")
+    assert create_app().config["TRUSTED_HOSTS"] == ["letters.example.org", ".example.net"]
+    clean_env.setenv("PETITION_TRUSTED_HOSTS", '["letters.example.org"]')
+    assert create_app().config["TRUSTED_HOSTS"] == ["letters.example.org"]
+    clean_env.setenv("PETITION_TRUSTED_HOSTS", "")
+    assert create_app().config["TRUSTED_HOSTS"] is None
+
+
+def test_an_unknown_host_is_a_short_400_and_nothing_in_the_log(app_config, make_letter, caplog):
+    letter = make_letter()
+    trusting = create_app(dict(app_config, TRUSTED_HOSTS=["letters.example.org", ".example.net"]))
+    client = trusting.test_client()
+    paths = ("/", f"/letters/{letter.slug}", f"/api/v1/letters/{letter.slug}", "/nowhere")
+    for path in paths:  # scanners send any Host: no page can be built for one
+        answer = client.get(path, headers={"Host": "evil.example"})
+        assert (answer.status_code, answer.get_data(as_text=True)) == (400, "Unknown host.\n")
+    assert caplog.records == []
+    for host in ("letters.example.org", "letters.example.org:8443", "www.example.net"):
+        assert client.get(f"/letters/{letter.slug}", headers={"Host": host}).status_code == 200
+    trusting.extensions["petition.engine"].dispose()
 
 
 def test_security_headers_are_set(client, make_letter):

@@ -39,6 +39,10 @@ def _site_here(tmp_path: Path, plain_port: int = 80, tls_port: int = 443) -> Pat
         "listen 443 ssl http2;": f"listen 127.0.0.1:{tls_port} ssl http2;",
         "listen [::]:80;": "",
         "listen [::]:443 ssl http2;": "",
+        "listen 80 default_server;": f"listen 127.0.0.1:{plain_port} default_server;",
+        "listen 443 ssl default_server;": f"listen 127.0.0.1:{tls_port} ssl default_server;",
+        "listen [::]:80 default_server;": "",
+        "listen [::]:443 ssl default_server;": "",
     }.items():
         assert example in site
         site = site.replace(example, str(here))
@@ -102,6 +106,22 @@ def test_nginx_logs_secret_links_without_their_token_and_always_sends_hsts(tmp_p
     for kind in secret_links:
         assert log.count(f"GET /{kind}/<token> HTTP/1.1") == 2
     assert "GET /letters/open-one HTTP/1.1" in log
+
+
+def test_nginx_closes_requests_for_any_other_host_without_an_answer(tmp_path):
+    plain, tls = free_port(), free_port()
+    nginx = subprocess.Popen(_nginx(_site_here(tmp_path, plain, tls)), stderr=subprocess.PIPE)
+    try:
+        wait_for_port(tls)
+        with pytest.raises(http.client.RemoteDisconnected):
+            http_get(plain, "/", host="scanner.example")
+        with pytest.raises(ssl.SSLError):  # refused in the handshake: no certificate shown
+            http_get(tls, "/", tls=True, host="scanner.example")
+        assert http_get(tls, "/static/css/site.css", tls=True)[0] == 200
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
+        nginx.stderr.close()
 
 
 def test_gunicorn_settings_take_the_documented_environment_variables(monkeypatch):
@@ -261,16 +281,18 @@ def wait_for_port(port: int, seconds: float = 10.0) -> None:
     raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
 
 
-def http_get(port: int, path: str, *, tls: bool = False) -> tuple[int, http.client.HTTPMessage]:
-    """The status and headers nginx answers with for letters.example.org."""
+def http_get(
+    port: int, path: str, *, tls: bool = False, host: str = "letters.example.org"
+) -> tuple[int, http.client.HTTPMessage]:
+    """The status and headers nginx answers with for `host` (named in TLS's SNI too)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     if tls:
         context = ssl.create_default_context()
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
-    else:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        plain = socket.create_connection(("127.0.0.1", port), timeout=10)
+        connection.sock = context.wrap_socket(plain, server_hostname=host)
     try:
-        connection.request("GET", path, headers={"Host": "letters.example.org"})
+        connection.request("GET", path, headers={"Host": host})
         answer = connection.getresponse()
         return answer.status, answer.headers
     finally:
