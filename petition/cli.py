@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
-from petition import create_app, links, migrate, text
+from petition import create_app, links, logs, migrate, text
 from petition.config import ConfigError
 from petition.dates import NoSuchDay, NotADay, end_of_day, parse_day
 from petition.db import (
@@ -528,7 +528,12 @@ def mail_worker(interval: float) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    click.echo(f"Worker running (mail backend: {current_app.config['MAIL_BACKEND']}).", err=True)
+    config = current_app.config
+    backend = config["MAIL_BACKEND"]
+    if backend == "smtp":
+        backend += f" via {config['SMTP_HOST']}:{config['SMTP_PORT']}"
+    logs.to_stderr()
+    click.echo(f"Worker running (mail backend: {backend}).", err=True)
     run_worker(current_app._get_current_object(), stop, interval=interval)
     click.echo("Worker stopped.", err=True)
 
@@ -546,11 +551,17 @@ def mail_send_pending() -> None:
 
 @mail_cli.command("status")
 def mail_status() -> None:
-    """Count messages by state and list the parked ones with their errors."""
+    """Count messages by state, say why queued ones are failing, and list the parked ones."""
     with transaction() as session:
         totals = mail.status(session)
+        failing = mail.retrying(session)
         parked = [(m.id, m.kind, m.attempts, m.last_error) for m in mail.failed(session)]
     click.echo("  ".join(f"{_MAIL_STATE_WORDS[state]}: {count}" for state, count in totals.items()))
+    if failing.count:
+        next_try = f"{failing.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
+        click.echo(f"retrying: {failing.count} queued failed at least once; next try {next_try}")
+        for error, count in failing.errors:
+            click.echo(f"  {count} × {error}")
     for message_id, kind, attempts, error in parked:
         click.echo(f"parked #{message_id} {kind} after {attempts} attempts: {error}")
 

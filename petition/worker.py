@@ -92,6 +92,8 @@ def run_worker(
                 log.exception("repeat signings failed; will retry")
             mail_until = None if once else time.monotonic() + interval
             total, more_due = _deliver_due(app, stop, mail_until, folder.step_if_due)
+            if total.problems:
+                _log_failed_sends(total)
             try:
                 folder.step()
                 if last_purge is None or time.monotonic() - last_purge > PURGE_EVERY_SECONDS:
@@ -111,6 +113,19 @@ def run_worker(
             pause = min(interval, FOLD_EVERY_SECONDS) if folder.last_folded else interval
             if once or stop.wait(0 if more_due else pause):
                 return total
+
+
+def _log_failed_sends(report: mail.DeliveryReport) -> None:
+    """One line a pass while mail is failing: operators learn of an outage from the log, not
+    from signers who never got their link. Each message is tried again later (`mail status`)."""
+    why = "; ".join(f"{count} × {problem}" for problem, count in report.problems.most_common())
+    log.warning(
+        "mail not sent: %s (sent %s, will retry %s, parked %s)",
+        why,
+        report.sent,
+        report.retrying,
+        report.parked,
+    )
 
 
 def _deliver_due(
@@ -142,6 +157,7 @@ def _deliver_due(
         total.retrying += report.retrying
         total.parked += report.parked
         total.errors += report.errors
+        total.problems += report.problems
         if report.sent == 0 or report.attempted < mail.BATCH_SIZE:
             return total, False
         if until is not None and time.monotonic() >= until:

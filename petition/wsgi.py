@@ -1,9 +1,18 @@
 """The WSGI entry point for gunicorn: `gunicorn petition.wsgi:app`."""
 
+import logging
 import sys
 
-from petition import create_app
+from petition import create_app, logs
 from petition.config import ConfigError
+
+
+def _log_with_gunicorn() -> None:
+    """The app's lines in gunicorn's error log, with its time, process and level."""
+    gunicorn = logging.getLogger("gunicorn.error")
+    if gunicorn.handlers:
+        logs.send_to(gunicorn.handlers)
+
 
 try:
     app = create_app()
@@ -12,3 +21,4 @@ except ConfigError as error:
     # the master stops at once instead of booting worker after worker into the same error.
     print(f"petition: {error}", file=sys.stderr)
     sys.exit(4)
+_log_with_gunicorn()

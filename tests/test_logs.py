@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import smtplib
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 
 from petition import db, links
-from petition.services import signatories, signatures
+from petition.services import mail, signatories, signatures
 
 SECRET = "01a2SECRETnotForTheLogs"
 
@@ -84,3 +85,26 @@ def test_any_other_programming_error_is_a_500_with_its_traceback(
     assert response.status_code == 500
     assert "Traceback" in caplog.text and "syntax error" in caplog.text
     assert "database unavailable" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("error", "logged"),
+    [
+        (
+            smtplib.SMTPRecipientsRefused({"jane@example.org": (550, b"No such user jane")}),
+            "SMTPRecipientsRefused",
+        ),
+        (smtplib.SMTPDataError(554, b"Rejected: jane@example.org"), "SMTPDataError 554"),
+        (
+            smtplib.SMTPServerDisconnected("Connection unexpectedly closed"),
+            "SMTPServerDisconnected",
+        ),
+        (
+            ConnectionRefusedError(111, "Connection refused"),
+            "ConnectionRefusedError: [Errno 111] Connection refused",
+        ),
+        (TimeoutError("timed out"), "TimeoutError: timed out"),
+    ],
+)
+def test_a_failed_send_is_logged_without_the_mail_servers_words(error, logged):
+    assert mail.loggable_reason(error) == logged

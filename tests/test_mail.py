@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
+from petition.cli import cli
 from petition.db import get_session, transaction, utcnow
 from petition.models import CountEvent, Message, MessageState
 from petition.services import mail
@@ -23,7 +24,7 @@ def _make_due() -> None:
 
 
 def test_mail_waits_in_the_outbox_while_smtp_is_down_then_arrives_once(
-    app, client, make_letter, mailbox
+    app, client, make_letter, mailbox, caplog
 ):
     letter = make_letter()
     working_port = app.config["SMTP_PORT"]
@@ -36,6 +37,16 @@ def test_mail_waits_in_the_outbox_while_smtp_is_down_then_arrives_once(
     assert {m.state for m in messages} == {MessageState.PENDING}
     assert all(m.attempts == 1 and "cannot connect" in m.last_error for m in messages)
     assert all(m.next_attempt_at > utcnow() for m in messages)  # backing off
+    # Operators hear of it from the worker's log, and `mail status` says why.
+    [logged] = [r.getMessage() for r in caplog.records if r.name == "petition.worker"]
+    assert logged == (
+        "mail not sent: 3 × cannot connect to the mail server: ConnectionRefusedError: "
+        "[Errno 111] Connection refused (sent 0, will retry 3, parked 0)"
+    )
+    status = app.test_cli_runner().invoke(cli, ["mail", "status"]).output.splitlines()
+    assert status[0] == "queued: 3  sent: 0  parked: 0"
+    assert status[1].startswith("retrying: 3 queued failed at least once; next try 20")
+    assert status[2] == "  3 × cannot connect: [Errno 111] Connection refused"
 
     app.config["SMTP_PORT"] = working_port
     mailbox.deliver()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import smtplib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -176,10 +177,22 @@ class DeliveryReport:
     retrying: int = 0
     parked: int = 0
     errors: list[str] = field(default_factory=list)
+    # Why sends failed, in words a log may hold (no address), and how many times each.
+    problems: Counter[str] = field(default_factory=Counter)
 
     @property
     def attempted(self) -> int:
         return self.sent + self.retrying + self.parked
+
+
+def loggable_reason(error: BaseException) -> str:
+    """A failed send in a log's words: the error's kind, the server's code or the network's
+    words, never the text of an SMTP reply (which may quote the recipient's address)."""
+    if isinstance(error, smtplib.SMTPResponseException):
+        return f"{type(error).__name__} {error.smtp_code}"
+    if isinstance(error, OSError) and not isinstance(error, smtplib.SMTPException):
+        return f"{type(error).__name__}: {error}"
+    return type(error).__name__
 
 
 def backoff(attempts: int, first: timedelta = BACKOFF_FIRST) -> timedelta:
@@ -211,6 +224,9 @@ def deliver_pending(
         connection = backend.__enter__()
     except (OSError, smtplib.SMTPException) as error:
         reason = f"cannot connect: {error}"
+        report.problems[f"cannot connect to the mail server: {loggable_reason(error)}"] += len(
+            claimed
+        )
         for outgoing in claimed:
             _record_failure(session_factory, outgoing.id, reason, max_attempts, first_retry, report)
         return report
@@ -219,8 +235,10 @@ def deliver_pending(
             try:
                 connection.send(build(outgoing, sender))
             except PermanentFailure as error:
+                report.problems["refused by the mail server for good"] += 1
                 _record_failure(session_factory, outgoing.id, str(error), 1, first_retry, report)
             except (OSError, smtplib.SMTPException) as error:
+                report.problems[loggable_reason(error)] += 1
                 _record_failure(
                     session_factory, outgoing.id, str(error), max_attempts, first_retry, report
                 )
@@ -253,6 +271,7 @@ def _render(
         except Exception as error:  # a broken template or context: a person must look
             log.exception("mail %s cannot be rendered", message.id)
             reason = f"cannot render the {message.kind} email: {type(error).__name__}: {error}"
+            report.problems[f"cannot render the {message.kind} email"] += 1
             _record_failure(session_factory, message.id, reason, 1, BACKOFF_FIRST, report)
             continue
         ready.append(Outgoing(message.id, message.to_address, message.subject, body))
@@ -345,6 +364,30 @@ def status(session: Session) -> dict[str, int]:
     counts = {state.value: 0 for state in MessageState}
     counts.update({state.value: count for state, count in rows})
     return counts
+
+
+@dataclass(frozen=True)
+class Retrying:
+    """Queued messages that have failed at least once: a mail server that is down or refusing."""
+
+    count: int
+    next_attempt_at: datetime | None
+    errors: list[tuple[str, int]]  # the commonest last errors, with how many messages have each
+
+
+def retrying(session: Session, kinds_of_error: int = 5) -> Retrying:
+    failing = (Message.state == MessageState.PENDING) & (Message.attempts > 0)
+    count, next_attempt_at = session.execute(
+        select(func.count(), func.min(Message.next_attempt_at)).where(failing)
+    ).one()
+    errors = session.execute(
+        select(Message.last_error, func.count())
+        .where(failing)
+        .group_by(Message.last_error)
+        .order_by(func.count().desc())
+        .limit(kinds_of_error)
+    )
+    return Retrying(count, next_attempt_at, [(error or "", n) for error, n in errors])
 
 
 def purge_parked(session: Session, older_than: datetime) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -163,6 +164,13 @@ def test_a_redis_that_stops_answering_holds_no_one_up_and_limits_go_on_in_each_p
     # Each of the 2 workers' 2 breakers (limits, cache) asks a silent Redis once, then leaves it
     # alone for RETRY_SECONDS; asking on every request would have been 120 waits or more.
     waits = web.output().count("failed (TimeoutError)")
+    # In gunicorn's log with its time, process and level, like its own lines.
+    assert re.search(
+        r"^\[\d{4}-\d\d-\d\d [\d:]{8} [+-]\d{4}\] \[\d+\] \[WARNING\] Redis \(rate limits\) "
+        r"failed \(TimeoutError\): this process works without it for the next 5 s$",
+        web.output(),
+        re.MULTILINE,
+    )
     tries = 2 * 2 * (int(outage // CircuitBreaker.RETRY_SECONDS) + 1)
     assert 1 <= waits <= tries, (waits, outage)
 
@@ -203,6 +211,13 @@ def test_mail_waits_out_an_smtp_outage_and_then_arrives_exactly_once(
 
     wait_for(all_tried, what="every message to fail once")
     assert recorder.recipients() == []
+    # The worker says so in its log, with the time, and why: operators hear of the outage.
+    assert re.search(
+        r"^\[\d{4}-\d\d-\d\d [\d:]{8} [+-]\d{4}\] \[\d+\] \[WARNING\] mail not sent: "
+        r"\d+ × cannot connect to the mail server: ConnectionRefusedError",
+        worker.output(),
+        re.MULTILINE,
+    )
     server.start()
     wait_for(lambda: len(recorder.recipients()) >= len(emails), what="the queued mail")
     time.sleep(1)  # a duplicate would arrive within the worker's next passes
