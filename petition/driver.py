@@ -126,7 +126,7 @@ def unit(engine: Engine, *, one_statement: bool = False) -> Iterator[Unit]:
     round trip, where BEGIN and COMMIT would add two.
     """
     dialect = engine.dialect
-    pooled = engine.raw_connection()
+    pooled = _check_out(engine)
     driver = pooled.driver_connection
     cursor = None
     autocommit = one_statement and dialect.name == "postgresql"
@@ -195,7 +195,7 @@ def reading(engine: Engine) -> Iterator[Any]:
     SQLAlchemy's, as from unit().
     """
     dialect = engine.dialect
-    pooled = engine.raw_connection()
+    pooled = _check_out(engine)
     driver = pooled.driver_connection
     cursor = None
     try:
@@ -208,6 +208,23 @@ def reading(engine: Engine) -> Iterator[Any]:
             with suppress(dialect.loaded_dbapi.Error):
                 cursor.close()
         pooled.close()  # back to the pool, which rolls back what the read left open
+
+
+def _check_out(engine: Engine) -> Any:
+    """A pooled connection. SQLAlchemy's raw_connection() lets the driver's own error out when
+    a new connection cannot be made (the server down, or refusing: too many clients); it is
+    raised as SQLAlchemy's, as the ORM would, so that the site answers 503, not 500."""
+    try:
+        return engine.raw_connection()
+    except engine.dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(
+            None,
+            None,
+            error,
+            engine.dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            dialect=engine.dialect,
+        ) from error
 
 
 def _as_sqlalchemy_error(

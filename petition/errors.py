@@ -192,6 +192,10 @@ def _database_down(error: Exception):
         log.error("database unavailable: %s (check PETITION_DATABASE_URL)", cause)
     elif isinstance(cause, MissingDatabaseFile) or _schema_problem(said):
         log.error("database unavailable: %s (run: petition db upgrade)", said)  # names no value
-    else:  # a driver's message may quote what was being written, so only its kind is logged
+    elif isinstance(error, PoolTimeout):
+        log.error("database unavailable: %s", str(error).splitlines()[0])  # the pool's words
+    elif said:  # the server's or the file's state ("too many clients", "database is locked"):
+        log.error("database unavailable: %s", said)  # values come only after the first line
+    else:
         log.error("database unavailable: %s", type(error).__name__)
     return _render(503, str(ServiceUnavailable.title), str(ServiceUnavailable.message))
