@@ -134,10 +134,40 @@ def make_engine(
         # process, and a second is used only when a request needs two at once (FIFO handed
         # them round in turn, twice the server processes busy for the same work).
         pool_use_lifo=True,
-        connect_args={} if prepared_statements else {"prepare_threshold": None},
+        connect_args={
+            **POSTGRESQL_CONNECTION,
+            **({} if prepared_statements else {"prepare_threshold": None}),
+        },
     )
     PingWhenIdle(engine).listen()
+    event.listen(engine, "connect", _wait_for_locks_briefly)
     return engine
+
+
+# A server that does not answer is given up on in seconds, not after TCP's minutes (connecting)
+# or hours (a connection whose server vanished without closing it, in the mail worker).
+POSTGRESQL_CONNECTION = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+# How long a statement waits for a lock another session holds before it fails, and the visitor
+# gets the "try again in a minute" page. Without a limit, one long lock on `signature` (a
+# migration's ALTER TABLE queued behind a long read, an operator's LOCK TABLE) held every
+# request until gunicorn killed its worker at 30 s, for every page that reads the table.
+LOCK_TIMEOUT = "5s"
+
+
+def _wait_for_locks_briefly(dbapi_connection: Any, _record: Any) -> None:
+    # Set with SET rather than a startup option: PgBouncer refuses startup options it does not
+    # know. Behind PgBouncer in transaction mode, also set it on the role (docs/operators.md).
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+    dbapi_connection.autocommit = autocommit
 
 
 def _require_file(file: Path) -> Any:

@@ -9,7 +9,8 @@ from hashlib import sha256
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy.pool import NullPool
 
 from petition import db, driver, tokens
 from petition.db import transaction, utcnow
@@ -714,3 +715,24 @@ def test_the_thank_you_mail_is_the_same_whichever_database_queued_it(client, mak
     assert client.get(manage_path).status_code == 200
     message = fresh_session().scalars(select(Message).where(Message.kind == "confirmed")).one()
     assert (message.state, message.attempts, message.body_text) == (MessageState.SENT, 1, "")
+
+
+@pytest.mark.postgres
+def test_a_lock_held_for_long_gives_a_signer_the_503_page_not_a_hang(
+    app, client, make_letter, database_url
+):
+    letter = make_letter()
+    client.get(f"/letters/{letter.slug}")  # the form's CSRF token, and the letter read once
+    holder = create_engine(database_url, poolclass=NullPool)
+    with holder.connect() as connection:
+        # Should the signer wait for the lock, the server ends this session after 20 s and the
+        # signature goes through: a failure, not a test that hangs.
+        connection.execute(text("SET idle_in_transaction_session_timeout = '20s'"))
+        # As an ALTER TABLE of a migration would, or an operator's LOCK TABLE.
+        connection.execute(text("LOCK TABLE signature IN ACCESS EXCLUSIVE MODE"))
+        refused = client.post(f"/letters/{letter.slug}/sign", data=sign_data())
+        connection.rollback()
+    holder.dispose()
+    assert refused.status_code == 503
+    assert "Please try again in a minute" in refused.get_data(as_text=True)
+    assert client.post(f"/letters/{letter.slug}/sign", data=sign_data()).status_code == 303
