@@ -35,6 +35,12 @@ def _visible(char: str) -> bool:
     return unicodedata.category(char)[0] not in "ZC"
 
 
+def printable(value: str) -> str:
+    """`value` with its control characters (NUL, line breaks, tabs...) taken out: for what a
+    search box sends, where a stray one should find what the rest says, not fail."""
+    return "".join(char for char in value if unicodedata.category(char) != "Cc")
+
+
 # ASCII digits, in groups of three after the first if separated, as people write them:
 # "1000", "1,000", "10 000" (a space, a no-break space or a narrow one).
 _WHOLE_NUMBER = re.compile(r"[0-9]+|[0-9]{1,3}(?:([, \u00a0\u202f])[0-9]{3})(?:\1[0-9]{3})*")

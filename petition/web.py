@@ -6,6 +6,7 @@ import hashlib
 from datetime import datetime
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from flask import (
     Flask,
@@ -16,7 +17,7 @@ from flask import (
     url_for,
 )
 from flask_babel import format_date, format_datetime, format_decimal, format_timedelta
-from werkzeug.routing import IntegerConverter, Map
+from werkzeug.routing import IntegerConverter, Map, UnicodeConverter
 
 from petition.dates import closing_day, days_left
 from petition.db import utcnow
@@ -35,6 +36,15 @@ class IdConverter(IntegerConverter):
         super().__init__(url_map, min=1, max=2**63 - 1)
 
 
+class PrintableConverter(UnicodeConverter):
+    """A path segment without control characters: no slug or token holds one, and PostgreSQL
+    refuses a NUL in text, so `/letters/a%00b` was a 500 there; now it matches no route (404)."""
+
+    def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
+        super().__init__(url_map, *args, **kwargs)  # "[^/]" and a length, such as "{1,}"
+        self.regex = "[^/\x00-\x1f\x7f]" + self.regex.removeprefix("[^/]")
+
+
 def allow_framing(response: Response, policy: str) -> Response:
     """Give one response its own content security policy (the embeddable widget)."""
     response.petition_csp = policy
@@ -44,6 +54,7 @@ def allow_framing(response: Response, policy: str) -> Response:
 def init_app(app: Flask) -> None:
     app.extensions["petition.assets"] = {}
     app.url_map.converters["id"] = IdConverter
+    app.url_map.converters["default"] = app.url_map.converters["string"] = PrintableConverter
     # /letters/x/ finds /letters/x rather than a 404: links get pasted with a trailing slash.
     app.url_map.strict_slashes = False
     app.after_request(_security_headers)

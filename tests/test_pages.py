@@ -418,3 +418,29 @@ def test_templates_follow_a_change_of_locale_within_a_request(app):
             french = i18n._translations()
             assert french is get_translations() and french is not default
         assert i18n._translations() is default
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/letters/%00",
+        "/letters/a%00b/signatories",
+        "/letters/a%00b/embed",
+        "/letters/a%00b/share.png",
+        "/letters/a%00b/check-your-inbox",
+        "/api/v1/letters/a%00b",
+        "/verify/ab%00c",
+        "/letters/tab%09in-it",
+    ],
+)
+def test_a_control_character_in_an_address_is_a_404_on_every_database(client, path, caplog):
+    # PostgreSQL refuses a NUL in text: this was a 500 and a traceback there.
+    assert client.get(path).status_code == 404
+    assert client.post(path).status_code in (404, 405)
+    assert caplog.records == []
+
+
+def test_a_control_character_in_a_search_is_dropped(client, make_letter):
+    make_letter(title="Save the library")
+    page = client.get("/?q=li%00brary").get_data(as_text=True)
+    assert "Save the library" in page

@@ -47,7 +47,7 @@ def home():
     sort = request.args.get("sort", "popular")
     if sort not in letters.SORTS:
         sort = "popular"
-    search = request.args.get("q", "").strip()[:100]
+    search = text.printable(request.args.get("q", "")).strip()[:100]
     closed = request.args.get("archive") == "1"
     found = letters.list_public(session, sort=sort, search=search, closed=closed)
     return render_template(
