@@ -137,8 +137,12 @@ class Mailbox:
     app: Flask | None = None
     # Called (in the server's thread) as each message arrives, to see what the app had done then.
     on_arrival: Callable[[], None] | None = None
+    # What the server says to a message other than "250 OK": "451 Try again later", say.
+    refusal: str | None = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.refusal:
+            return self.refusal
         with self.lock:
             self.messages.append(message_from_bytes(envelope.content, policy=default_policy))
         if self.on_arrival is not None:
@@ -148,6 +152,7 @@ class Mailbox:
     def clear(self) -> None:
         with self.lock:
             self.messages.clear()
+        self.refusal = None
 
     def deliver(self) -> None:
         """Run one pass of the mail worker, as `petition mail send-pending` does."""

@@ -59,7 +59,7 @@ def test_mail_waits_in_the_outbox_while_smtp_is_down_then_arrives_once(
 
 def test_a_message_that_keeps_failing_is_parked_with_its_error(app, client, make_letter, mailbox):
     app.config["MAIL_MAX_ATTEMPTS"] = 2
-    app.config["SMTP_PORT"] = free_port()
+    mailbox.refusal = "451 4.3.0 Try again later"  # the server takes the connection, not the mail
     letter = make_letter()
     client.post(f"/letters/{letter.slug}/sign", data=sign_data())
     for _ in range(2):
@@ -68,10 +68,33 @@ def test_a_message_that_keeps_failing_is_parked_with_its_error(app, client, make
     [message] = fresh_session().scalars(select(Message)).all()
     fresh_session().refresh(message)
     assert message.state is MessageState.FAILED
-    assert "cannot connect" in message.last_error
+    assert "451" in message.last_error and "Try again later" in message.last_error
     with transaction() as session:
         assert [m.id for m in mail.failed(session)] == [message.id]
         assert mail.retry_failed(session) == 1
+
+
+def test_a_mail_server_down_for_hours_parks_nothing_and_all_goes_once_it_is_back(
+    app, client, make_letter, mailbox
+):
+    app.config["MAIL_MAX_ATTEMPTS"] = 2
+    working_port = app.config["SMTP_PORT"]
+    app.config["SMTP_PORT"] = free_port()  # nothing listens there
+    letter = make_letter()
+    for i in range(3):
+        client.post(f"/letters/{letter.slug}/sign", data=sign_data(email=f"p{i}@example.org"))
+    for _ in range(12):  # hours of backing off, passed in a moment
+        _make_due()
+        run_worker(app, threading.Event(), once=True)
+    messages = fresh_session().scalars(select(Message)).all()
+    assert {(m.state, m.attempts) for m in messages} == {(MessageState.PENDING, 12)}
+    # Tried again within minutes, not the hour the backoff grows to for a refused message.
+    assert all(m.next_attempt_at <= utcnow() + mail.OUTAGE_RETRY_MAX for m in messages)
+
+    app.config["SMTP_PORT"] = working_port
+    _make_due()
+    mailbox.deliver()
+    assert sorted(m["To"] for m in mailbox.messages) == [f"p{i}@example.org" for i in range(3)]
 
 
 @pytest.mark.parametrize("machine_up_for", [None, 12.0], ids=["this-clock", "just-booted"])
@@ -81,7 +104,7 @@ def test_parked_messages_are_deleted_after_the_set_days(
     if machine_up_for is not None:  # the monotonic clock starts near 0 when a machine boots
         monkeypatch.setattr(time, "monotonic", lambda: machine_up_for)
     app.config["MAIL_MAX_ATTEMPTS"] = 1
-    app.config["SMTP_PORT"] = free_port()
+    mailbox.refusal = "451 4.3.0 Try again later"
     letter = make_letter()
     for who in ("old", "new"):
         client.post(f"/letters/{letter.slug}/sign", data=sign_data(email=f"{who}@example.org"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import smtplib
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,11 @@ DEFAULT_LEASE = timedelta(minutes=2)
 BACKOFF_FIRST = timedelta(seconds=30)
 BATCH_SIZE = 100  # messages claimed, then sent over one SMTP connection
 BACKOFF_MAX = timedelta(hours=1)
+# While the mail server cannot be reached, each message is tried again at least this often
+# and never parked for it: an outage of any length ends with the mail going out within a few
+# minutes of the server's return (parked after MAIL_MAX_ATTEMPTS, a message queued in an
+# outage of an hour or more stayed unsent, and its signer's pending signature expired).
+OUTAGE_RETRY_MAX = timedelta(minutes=5)
 
 
 def queue(
@@ -214,34 +220,64 @@ def deliver_pending(
 
     Messages are claimed with a short lease in their own transaction and sent outside it, so no
     lock is held while talking to the mail server. A crash between sending and recording leaves
-    the lease to expire and the message is sent again: at most one duplicate per crash.
+    the lease to expire and the message is sent again: at most one duplicate per crash. A batch
+    still sending when half its lease has gone (a slow mail server) hands the rest back rather
+    than send what another worker may by then have taken over.
+
+    A mail server that cannot be reached says nothing about the messages: they are never parked
+    for it (see OUTAGE_RETRY_MAX). When the connection breaks mid-batch, the message being sent
+    counts an attempt (it may be the cause) and the rest go back to the queue untried.
     """
     report = DeliveryReport()
     claimed = _render(_claim(session_factory, batch_size, lease), session_factory, report)
     if not claimed:
         return report
+    hand_back_after = time.monotonic() + lease.total_seconds() / 2
     try:
         connection = backend.__enter__()
     except (OSError, smtplib.SMTPException) as error:
-        reason = f"cannot connect: {error}"
         report.problems[f"cannot connect to the mail server: {loggable_reason(error)}"] += len(
             claimed
         )
         for outgoing in claimed:
-            _record_failure(session_factory, outgoing.id, reason, max_attempts, first_retry, report)
+            _record_failure(
+                session_factory, outgoing.id, f"cannot connect: {error}", report, first_retry
+            )
         return report
     try:
-        for outgoing in claimed:
+        for position, outgoing in enumerate(claimed):
+            if time.monotonic() > hand_back_after:
+                _release(session_factory, [later.id for later in claimed[position:]])
+                break
             try:
                 connection.send(build(outgoing, sender))
             except PermanentFailure as error:
                 report.problems["refused by the mail server for good"] += 1
-                _record_failure(session_factory, outgoing.id, str(error), 1, first_retry, report)
-            except (OSError, smtplib.SMTPException) as error:
+                _record_failure(
+                    session_factory, outgoing.id, str(error), report, first_retry, park_after=1
+                )
+            except smtplib.SMTPResponseException as error:  # this message, refused for now
                 report.problems[loggable_reason(error)] += 1
                 _record_failure(
-                    session_factory, outgoing.id, str(error), max_attempts, first_retry, report
+                    session_factory,
+                    outgoing.id,
+                    str(error),
+                    report,
+                    first_retry,
+                    park_after=max_attempts,
                 )
+            except (OSError, smtplib.SMTPException) as error:  # the connection broke
+                report.problems[f"connection lost: {loggable_reason(error)}"] += 1
+                _record_failure(
+                    session_factory,
+                    outgoing.id,
+                    str(error),
+                    report,
+                    first_retry,
+                    park_after=max_attempts,
+                )
+                _release(session_factory, [later.id for later in claimed[position + 1 :]])
+                break
             else:
                 _record_sent(session_factory, outgoing.id)
                 report.sent += 1
@@ -272,7 +308,9 @@ def _render(
             log.exception("mail %s cannot be rendered", message.id)
             reason = f"cannot render the {message.kind} email: {type(error).__name__}: {error}"
             report.problems[f"cannot render the {message.kind} email"] += 1
-            _record_failure(session_factory, message.id, reason, 1, BACKOFF_FIRST, report)
+            _record_failure(
+                session_factory, message.id, reason, report, BACKOFF_FIRST, park_after=1
+            )
             continue
         ready.append(Outgoing(message.id, message.to_address, message.subject, body))
     return ready
@@ -326,10 +364,13 @@ def _record_failure(
     session_factory: Callable[[], Session],
     message_id: int,
     reason: str,
-    max_attempts: int,
-    first_retry: timedelta,
     report: DeliveryReport,
+    first_retry: timedelta,
+    *,
+    park_after: int | None = None,
 ) -> None:
+    """Count a failed attempt: park the message once it has had `park_after` of them, else try
+    again later (None: never parked, and tried again within OUTAGE_RETRY_MAX)."""
     with session_factory() as session, session.begin():
         begin_write(session)
         message = session.get(Message, message_id)
@@ -338,14 +379,28 @@ def _record_failure(
         message.attempts += 1
         message.last_error = reason[:2000]
         message.locked_until = None
-        if message.attempts >= max_attempts:
+        if park_after is not None and message.attempts >= park_after:
             message.state = MessageState.FAILED
             report.parked += 1
             log.warning("mail %s parked after %s attempts", message_id, message.attempts)
         else:
-            message.next_attempt_at = utcnow() + backoff(message.attempts, first_retry)
+            wait = backoff(message.attempts, first_retry)
+            if park_after is None:
+                wait = min(wait, OUTAGE_RETRY_MAX)
+            message.next_attempt_at = utcnow() + wait
             report.retrying += 1
         report.errors.append(reason)
+
+
+def _release(session_factory: Callable[[], Session], message_ids: list[int]) -> None:
+    """Hand claimed messages back untried: due as they were, for whichever worker comes next."""
+    if not message_ids:
+        return
+    with session_factory() as session, session.begin():
+        begin_write(session)
+        session.execute(
+            update(Message).where(Message.id.in_(message_ids)).values(locked_until=None)
+        )
 
 
 def retry_failed(session: Session) -> int:

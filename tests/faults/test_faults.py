@@ -289,3 +289,22 @@ def test_killing_the_mail_worker_mid_batch_loses_nothing_and_repeats_at_most_one
     assert set(received) == set(emails)
     duplicates = sum(count - 1 for count in received.values())
     assert duplicates <= 1, received  # only the message in flight at the kill may repeat
+
+
+def test_two_mail_workers_and_a_slow_mail_server_send_each_message_once(
+    app, client, database_url, make_letter, smtp_recorder, processes, tmp_path
+):
+    letter = make_letter()
+    server, recorder = smtp_recorder
+    recorder.delay = 0.25  # a slow relay: a batch takes longer than its 3 s lease
+    server.start()
+    emails = [f"slow{n}@example.org" for n in range(40)]
+    _queue_signatures(client, letter, emails)
+    env = app_environment(database_url, server.port, "http://127.0.0.1:1")
+    for number in (1, 2):
+        processes.append(MailWorker(env, tmp_path / f"worker{number}.log"))
+    wait_for(lambda: set(recorder.recipients()) >= set(emails), timeout=60, what="every mail")
+    time.sleep(3)  # a message taken over after its lease ran out would come within a lease
+    received = Counter(recorder.recipients())
+    assert {email: count for email, count in received.items() if count > 1} == {}
+    assert set(received) == set(emails)
