@@ -258,11 +258,18 @@ class QueuedSQLiteConnection(sqlite3.Connection):
 
     def __init__(self, database: str, *args: Any, **kwargs: Any) -> None:
         super().__init__(database, *args, **kwargs)
-        self._turn_fd = os.open(f"{database}.writers", os.O_RDWR | os.O_CREAT, 0o600)
+        self._turn_file = f"{database}.writers"
+        self._turn_fd = -1  # opened by the first write: reads need no turn
         self._has_turn = False
 
     def take_turn(self) -> None:
         """Wait for the writers' turn; held until this transaction ends."""
+        if self._turn_fd < 0:
+            try:
+                self._turn_fd = os.open(self._turn_file, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as error:  # a read-only disk, or the file made by another user
+                said = f"cannot open {self._turn_file} (the writers' turn): {error.strerror}"
+                raise exc.OperationalError(None, None, sqlite3.OperationalError(said)) from error
         fcntl.flock(self._turn_fd, fcntl.LOCK_EX)
         self._has_turn = True
 

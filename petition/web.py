@@ -55,6 +55,9 @@ def init_app(app: Flask) -> None:
     app.extensions["petition.assets"] = {}
     app.url_map.converters["id"] = IdConverter
     app.url_map.converters["default"] = app.url_map.converters["string"] = PrintableConverter
+    # A link's secret may come mangled (a mail program's doing): any text reaches the view, which
+    # only ever looks up its digest, and says that the link does not work.
+    app.url_map.converters["token"] = UnicodeConverter
     # /letters/x/ finds /letters/x rather than a 404: links get pasted with a trailing slash.
     app.url_map.strict_slashes = False
     app.after_request(_security_headers)

@@ -10,6 +10,7 @@ import os
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, event, func, select, text
@@ -148,6 +149,25 @@ def test_sqlite_writers_turn_is_given_back_only_after_sqlite_has_committed(app, 
         event.remove(engine, "commit", announced)
     assert held_when_announced == [True]
     assert _turn_is_free(lock_path)
+
+
+def test_a_writers_turn_file_that_cannot_be_opened_is_a_503_that_names_it_and_reads_go_on(
+    app, client, make_letter, database_url, caplog
+):
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite test: the writers' queue exists only for a SQLite file")
+    letter = make_letter()
+    db.engine().dispose()  # connections made from here on open the file at their first write
+    turn_file = Path(database_url.removeprefix("sqlite:///") + ".writers")
+    turn_file.unlink()
+    turn_file.mkdir()  # as unusable as a read-only disk's, even to root
+    assert client.get(f"/letters/{letter.slug}").status_code == 200
+    assert client.get(f"/api/v1/letters/{letter.slug}").status_code == 200
+    refused = client.post(f"/letters/{letter.slug}/sign", data=sign_data())
+    assert refused.status_code == 503
+    assert "Please try again in a minute" in refused.get_data(as_text=True)
+    assert f"cannot open {turn_file} (the writers' turn): Is a directory" in caplog.text
+    assert "Traceback" not in caplog.text
 
 
 def test_postgresql_pings_only_connections_that_sat_idle_and_replaces_a_dead_one(

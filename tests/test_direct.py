@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -16,9 +17,10 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from werkzeug.datastructures import MultiDict
 
+from petition import db, driver
 from petition.db import transaction, utcnow
 from petition.forms.sign import SignForm, signature_input
 from petition.limits import parse_setting
@@ -430,3 +432,43 @@ def test_letter_pages_that_are_not_the_usual_go_to_flask(app, handed, make_lette
     app.config["COUNT_CACHE_SECONDS"] = 0
     assert app.test_client().get(path).status_code == 200
     assert handed.pages == 5
+
+
+def test_a_database_locked_for_long_is_waited_for_once_not_again_by_the_view(
+    app, handed, make_letter, database_url
+):
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite test: another process holding the file's write lock")
+    letter = make_letter()
+    visitor = Visitor(app, letter)
+    engine = db.engine()
+    began: list[str] = []
+
+    def short_wait(dbapi_connection: Any, _record: Any) -> None:  # 15 s in production
+        dbapi_connection.execute("PRAGMA busy_timeout=300")
+
+    def seen(sql: str, _connection: Any) -> None:
+        began.extend([sql] if sql.startswith("BEGIN IMMEDIATE") else [])
+
+    def executed(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen(statement, None)
+
+    event.listen(engine, "connect", short_wait)
+    event.listen(engine, "before_cursor_execute", executed)
+    driver.listen(seen)
+    engine.dispose()
+    holder = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+    holder.execute("BEGIN IMMEDIATE")  # as an operator's open sqlite3 session would
+    try:
+        refused = visitor.sign(email="locked@example.org")
+    finally:
+        holder.rollback()
+        holder.close()
+        driver.remove(seen)
+        event.remove(engine, "before_cursor_execute", executed)
+        event.remove(engine, "connect", short_wait)
+        engine.dispose()
+    assert refused.status_code == 503
+    assert "Please try again in a minute" in refused.get_data(as_text=True)
+    assert began == ["BEGIN IMMEDIATE"], "the view waited for the lock a second time"
+    assert visitor.sign(email="later@example.org").status_code == 303

@@ -11,7 +11,7 @@ from petition.views import csv_response
 bp = Blueprint("deliveries", __name__, url_prefix="/deliveries")
 
 
-@bp.get("/<token>")
+@bp.get("/<token:token>")
 def show(token: str):
     session = get_session()
     delivery, letter = deliveries.find(session, token)
@@ -26,7 +26,7 @@ def show(token: str):
     )
 
 
-@bp.get("/<token>/signatories.csv")
+@bp.get("/<token:token>/signatories.csv")
 def download(token: str):
     with transaction() as session:
         delivery, letter = deliveries.find(session, token)

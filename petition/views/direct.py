@@ -14,11 +14,13 @@ the same response, byte for byte, and hands everything else to Flask before chan
 - signing: a letter that is not published, a form that would show errors;
 - confirming: a token that confirms nothing (already confirmed, expired, unknown).
 
-A request that fails here (the database is down, the letter closed a moment ago) goes to Flask
-too: the view tries again and shows what went wrong, the 503 page say. Once a signature has
-been counted against the rate limit here the environ says so (limits.SIGNING_COUNTED), so that
-the view does not count it twice. tests/test_direct.py sends requests both ways and compares
-the answers.
+A request that fails here (the letter closed a moment ago, a connection lost in a database
+restart) goes to Flask too: the view tries again and shows what went wrong. When the database
+is there but cannot serve (locked, refusing connections, a lock timeout), Flask answers with
+the 503 page for that error at once: trying again would make the visitor wait as long again.
+Once a signature has been counted against the rate limit here the environ says so
+(limits.SIGNING_COUNTED), so that the view does not count it twice. tests/test_direct.py sends
+requests both ways and compares the answers.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 from urllib.parse import parse_qsl, quote
 
-from flask import Flask
+from flask import Flask, request
 from flask_wtf.csrf import same_origin
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import SecurityError, TooManyRequests
 from werkzeug.http import parse_cookie
@@ -90,8 +92,11 @@ class DirectAnswers:
             elif method == "POST" and path.startswith(VERIFY):
                 token = path[len(VERIFY) :]
                 return self._confirm(environ, token) if token and "/" not in token else None
+        except OperationalError as error:
+            if not error.connection_invalidated:  # a fresh connection would do no better
+                environ[DATABASE_FAILED] = error
         except (DomainError, SQLAlchemyError):
-            pass  # the view tries again and shows what went wrong (the 503 page, say)
+            pass  # the view tries again and shows what went wrong
         except Exception:
             log.exception("%s %s: handed to Flask after an error", method, links.loggable(path))
         return None
@@ -217,6 +222,17 @@ def _html(status: str, body: bytes, *headers: tuple[str, str]) -> Answer:
     return status, [*content, *headers], body
 
 
+DATABASE_FAILED = "petition.database_failed"
+
+
+def _database_failed_already() -> None:
+    """Raise the database's error met before Flask, for the 503 page (errors.py)."""
+    error = request.environ.get(DATABASE_FAILED)
+    if error is not None:
+        raise error
+
+
 def init_app(app: Flask) -> None:
     """Go in front of Flask itself, so that ProxyFix (added afterwards) wraps this too."""
     app.wsgi_app = DirectAnswers(app, app.wsgi_app)
+    app.before_request(_database_failed_already)

@@ -225,7 +225,7 @@ def share_png(slug: str):
     return response
 
 
-@bp.get("/verify/<token>")
+@bp.get("/verify/<token:token>")
 def confirm(token: str):
     """Shows the confirm button and changes nothing: mail scanners open every link."""
     session = get_session()
@@ -241,7 +241,7 @@ def confirm(token: str):
     )
 
 
-@bp.post("/verify/<token>")
+@bp.post("/verify/<token:token>")
 def verify(token: str):
     with transaction(lock_now=False) as session:
         result = signatures.verify(session, token)
@@ -332,7 +332,7 @@ def _plain_visitor() -> bool:
     return "_user_id" not in session and "_flashes" not in session
 
 
-@bp.get("/signature/<token>")
+@bp.get("/signature/<token:token>")
 def manage(token: str):
     session = get_session()
     signature = signatures.find_by_manage_token(session, token)
@@ -348,7 +348,7 @@ def manage(token: str):
     )
 
 
-@bp.post("/signature/<token>/preferences")
+@bp.post("/signature/<token:token>/preferences")
 def preferences(token: str):
     form = PreferencesForm()
     if not form.validate_on_submit():
@@ -364,7 +364,7 @@ def preferences(token: str):
     return redirect(url_for("public.manage", token=token, saved=1), 303)
 
 
-@bp.post("/signature/<token>/withdraw")
+@bp.post("/signature/<token:token>/withdraw")
 def withdraw(token: str):
     with transaction() as session:
         letter = signatures.withdraw(session, token)
@@ -372,7 +372,7 @@ def withdraw(token: str):
     return render_template("public/withdrawn.html", letter=letter)
 
 
-@bp.get("/news/stop/<token>")
+@bp.get("/news/stop/<token:token>")
 def stop_news(token: str):
     """Shows the button and changes nothing: mail scanners open every link."""
     session = get_session()
@@ -383,7 +383,7 @@ def stop_news(token: str):
     )
 
 
-@bp.post("/news/stop/<token>")
+@bp.post("/news/stop/<token:token>")
 def confirm_stop_news(token: str):
     with transaction() as session:
         signature = news.stop(session, token)
