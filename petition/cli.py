@@ -211,10 +211,12 @@ def db_upgrade(revision: str) -> None:
     before = migrate.current_revision(url)
     migrate.upgrade(url, revision)
     after = migrate.current_revision(url)
+    # Named (password hidden), so that a restore is checked on the database it meant to check.
+    shown = make_url(url).render_as_string(hide_password=True)
     if before == after:
-        click.echo(f"The database is already at {after}: nothing to do.")
+        click.echo(f"The database {shown} is already at {after}: nothing to do.")
     else:
-        click.echo(f"Upgraded the database from {before or 'empty'} to {after}.")
+        click.echo(f"Upgraded the database {shown} from {before or 'empty'} to {after}.")
 
 
 # ignore_unknown_options: "-1", as the help offers, is the revision, not an option.

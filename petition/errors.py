@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 
+from petition import links
 from petition.db import MissingDatabaseFile, NotADatabaseFile, missing_table, schema_behind
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,10 @@ def _domain_error(error: DomainError):
 
 
 def _csrf_error(error: CSRFError):
+    # Flask-WTF's reason ("The referrer does not match the host."): a proxy that forwards the
+    # wrong Host shows here as every form refused, and only the log can tell that from expiry.
+    path = links.loggable(request.path)
+    log.info("form refused (%s %s): %s", request.method, path, error.description)
     return _render(
         400,
         str(_l("This form has expired")),

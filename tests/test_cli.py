@@ -251,8 +251,8 @@ def test_the_console_script_runs_migrations_and_refuses_a_missing_secret(tmp_pat
     file.unlink()
     upgraded = petition("db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert upgraded.stdout.startswith("Upgraded the database from empty to ")
-    assert "already at" in petition("db", "upgrade").stdout
+    assert upgraded.stdout.startswith(f"Upgraded the database sqlite:///{file} from empty to ")
+    assert f"The database sqlite:///{file} is already at " in petition("db", "upgrade").stdout
     assert "Migration failed" in petition("db", "upgrade", "nonsense").stderr
     assert petition("db", "downgrade", "-1").returncode == 0  # as its help offers
     assert petition("db", "upgrade").returncode == 0

@@ -108,3 +108,10 @@ def test_any_other_programming_error_is_a_500_with_its_traceback(
 )
 def test_a_failed_send_is_logged_without_the_mail_servers_words(error, logged):
     assert mail.loggable_reason(error) == logged
+
+
+def test_a_refused_form_is_logged_with_why_and_without_the_secret(app, client, caplog):
+    app.config["WTF_CSRF_ENABLED"] = True
+    caplog.set_level(logging.INFO, "petition.errors")
+    assert client.post(f"/verify/{SECRET}").status_code == 400
+    assert caplog.messages == ["form refused (POST /verify/<token>): The CSRF token is missing."]
