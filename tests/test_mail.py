@@ -97,6 +97,24 @@ def test_a_mail_server_down_for_hours_parks_nothing_and_all_goes_once_it_is_back
     assert sorted(m["To"] for m in mailbox.messages) == [f"p{i}@example.org" for i in range(3)]
 
 
+def test_a_connection_closed_mid_batch_charges_only_the_message_in_flight(
+    app, client, make_letter, mailbox
+):
+    mailbox.refusal = "421 4.3.2 Closing the connection"
+    letter = make_letter()
+    for i in range(3):
+        client.post(f"/letters/{letter.slug}/sign", data=sign_data(email=f"p{i}@example.org"))
+    report = run_worker(app, threading.Event(), once=True)
+    assert (report.sent, report.retrying, report.parked) == (0, 1, 0)
+    messages = fresh_session().scalars(select(Message).order_by(Message.id)).all()
+    assert [m.attempts for m in messages] == [1, 0, 0]  # the others were never tried
+    assert "421" in messages[0].last_error
+    assert all(m.locked_until is None for m in messages)  # handed back, due again at once
+    mailbox.refusal = None
+    mailbox.deliver()
+    assert sorted(m["To"] for m in mailbox.messages) == ["p1@example.org", "p2@example.org"]
+
+
 @pytest.mark.parametrize("machine_up_for", [None, 12.0], ids=["this-clock", "just-booted"])
 def test_parked_messages_are_deleted_after_the_set_days(
     app, client, make_letter, mailbox, monkeypatch, machine_up_for

@@ -246,44 +246,43 @@ def deliver_pending(
         return report
     try:
         for position, outgoing in enumerate(claimed):
-            if time.monotonic() > hand_back_after:
+            if position and time.monotonic() > hand_back_after:  # one at least, however slow
                 _release(session_factory, [later.id for later in claimed[position:]])
                 break
             try:
                 connection.send(build(outgoing, sender))
-            except PermanentFailure as error:
-                report.problems["refused by the mail server for good"] += 1
-                _record_failure(
-                    session_factory, outgoing.id, str(error), report, first_retry, park_after=1
-                )
-            except smtplib.SMTPResponseException as error:  # this message, refused for now
-                report.problems[loggable_reason(error)] += 1
+            except (PermanentFailure, OSError, smtplib.SMTPException) as error:
+                problem, park_after, connection_lost = _failed_send(error, max_attempts)
+                report.problems[problem] += 1
                 _record_failure(
                     session_factory,
                     outgoing.id,
                     str(error),
                     report,
                     first_retry,
-                    park_after=max_attempts,
+                    park_after=park_after,
                 )
-            except (OSError, smtplib.SMTPException) as error:  # the connection broke
-                report.problems[f"connection lost: {loggable_reason(error)}"] += 1
-                _record_failure(
-                    session_factory,
-                    outgoing.id,
-                    str(error),
-                    report,
-                    first_retry,
-                    park_after=max_attempts,
-                )
-                _release(session_factory, [later.id for later in claimed[position + 1 :]])
-                break
+                if connection_lost:
+                    _release(session_factory, [later.id for later in claimed[position + 1 :]])
+                    break
             else:
                 _record_sent(session_factory, outgoing.id)
                 report.sent += 1
     finally:
         backend.__exit__(None, None, None)
     return report
+
+
+def _failed_send(error: Exception, max_attempts: int) -> tuple[str, int, bool]:
+    """What a failed send means: its words for the log, the attempts after which the message
+    is parked, and whether the connection is lost (the rest of the batch not to blame)."""
+    if isinstance(error, PermanentFailure):
+        return "refused by the mail server for good", 1, False
+    # 421: the server is closing the connection (and smtplib closes its end), whatever it
+    # thought of this message.
+    if isinstance(error, smtplib.SMTPResponseException) and error.smtp_code != 421:
+        return loggable_reason(error), max_attempts, False  # this message, refused for now
+    return f"connection lost: {loggable_reason(error)}", max_attempts, True
 
 
 @dataclass(frozen=True)
