@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import smtplib
+import socket
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
@@ -46,7 +50,16 @@ def build(outgoing: Outgoing, sender: str) -> EmailMessage:
 
 
 class SMTPBackend:
-    """One connection per batch; STARTTLS and login when configured."""
+    """One connection per batch; STARTTLS and login when configured.
+
+    PETITION_SMTP_TIMEOUT bounds each read, not an exchange: a server that sends a byte every
+    few seconds would hold the worker (and the count folding it does between batches) for hours,
+    with nothing in the log. Each exchange (connecting and logging in, each message, quitting)
+    must so end within EXCHANGE_TIMEOUTS of those timeouts, or the connection is cut, which
+    the worker reports as a lost connection and tries again later.
+    """
+
+    EXCHANGE_TIMEOUTS = 3
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
@@ -54,27 +67,63 @@ class SMTPBackend:
 
     def __enter__(self) -> SMTPBackend:
         config = self.config
-        self.connection = smtplib.SMTP(
-            config["SMTP_HOST"], int(config["SMTP_PORT"]), timeout=float(config["SMTP_TIMEOUT"])
-        )
-        if config["SMTP_STARTTLS"]:
-            self.connection.starttls()
-        if config.get("SMTP_USERNAME"):
-            self.connection.login(config["SMTP_USERNAME"], config.get("SMTP_PASSWORD") or "")
+        self.connection = smtplib.SMTP(timeout=float(config["SMTP_TIMEOUT"]))  # not yet connected
+        try:
+            with self._deadline():
+                self.connection.connect(config["SMTP_HOST"], int(config["SMTP_PORT"]))
+                if config["SMTP_STARTTLS"]:
+                    self.connection.starttls()
+                if config.get("SMTP_USERNAME"):
+                    self.connection.login(
+                        config["SMTP_USERNAME"], config.get("SMTP_PASSWORD") or ""
+                    )
+        except BaseException:
+            self.connection.close()
+            self.connection = None
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.connection is not None:
             try:
-                self.connection.quit()
+                with self._deadline():
+                    self.connection.quit()
             except (smtplib.SMTPException, OSError):
                 self.connection.close()
             self.connection = None
 
+    @contextmanager
+    def _deadline(self) -> Iterator[None]:
+        limit = float(self.config["SMTP_TIMEOUT"]) * self.EXCHANGE_TIMEOUTS
+        cut = threading.Event()
+        timer = threading.Timer(limit, self._cut, args=(cut,))
+        timer.daemon = True
+        timer.start()
+        too_slow = f"the mail server gave no full answer within {limit:g} s"
+        try:
+            yield
+        except (OSError, smtplib.SMTPException) as error:
+            if cut.is_set():
+                raise smtplib.SMTPServerDisconnected(too_slow) from error
+            raise
+        finally:
+            timer.cancel()
+        if cut.is_set():  # a partial answer, read as a whole one when the socket closed
+            raise smtplib.SMTPServerDisconnected(too_slow)
+
+    def _cut(self, cut: threading.Event) -> None:
+        """End the exchange under way: a read blocked on the socket returns at once, empty."""
+        cut.set()
+        sock = self.connection.sock if self.connection is not None else None
+        if sock is not None:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     def send(self, message: EmailMessage) -> None:
         assert self.connection is not None
         try:
-            refused = self.connection.send_message(message)
+            with self._deadline():
+                refused = self.connection.send_message(message)
         except smtplib.SMTPRecipientsRefused as error:
             raise PermanentFailure(_describe_refusal(error.recipients)) from None
         except smtplib.SMTPResponseException as error:

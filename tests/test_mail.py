@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
 import threading
 import time
 from datetime import timedelta
@@ -113,6 +115,53 @@ def test_a_connection_closed_mid_batch_charges_only_the_message_in_flight(
     mailbox.refusal = None
     mailbox.deliver()
     assert sorted(m["To"] for m in mailbox.messages) == ["p1@example.org", "p2@example.org"]
+
+
+def test_a_mail_server_that_drips_its_answers_is_cut_off_and_tried_again_later(
+    app, client, make_letter, mailbox
+):
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+
+    def drip() -> None:  # a greeting a byte at a time, each within the read timeout
+        connections = []
+        while not stop.is_set():
+            try:
+                connection, _address = listener.accept()
+            except TimeoutError:
+                continue
+            connections.append(connection)
+            for byte in b"220 slow.example ESMTP " * 10:
+                if stop.wait(0.2):
+                    break
+                with contextlib.suppress(OSError):
+                    connection.send(bytes([byte]))
+        for connection in connections:
+            connection.close()
+
+    server = threading.Thread(target=drip)
+    server.start()
+    app.config.update(SMTP_PORT=listener.getsockname()[1], SMTP_TIMEOUT=0.5)
+    letter = make_letter()
+    client.post(f"/letters/{letter.slug}/sign", data=sign_data())
+    reports: list[mail.DeliveryReport] = []
+    worker = threading.Thread(
+        target=lambda: reports.append(run_worker(app, threading.Event(), once=True))
+    )
+    try:
+        worker.start()
+        worker.join(timeout=30)  # a worker held by the server would still be waiting for days
+        assert not worker.is_alive(), "the worker is still waiting for the greeting"
+    finally:
+        stop.set()
+        server.join()
+        listener.close()
+    [report] = reports
+    assert (report.sent, report.retrying, report.parked) == (0, 1, 0)
+    [message] = fresh_session().scalars(select(Message)).all()
+    assert (message.state, message.attempts) == (MessageState.PENDING, 1)
+    assert message.last_error == "cannot connect: the mail server gave no full answer within 1.5 s"
 
 
 @pytest.mark.parametrize("machine_up_for", [None, 12.0], ids=["this-clock", "just-booted"])
