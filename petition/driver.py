@@ -133,10 +133,11 @@ def unit(engine: Engine, *, one_statement: bool = False) -> Iterator[Unit]:
     try:
         try:
             if dialect.name == "sqlite":
-                if hasattr(driver, "take_turn"):
-                    driver.take_turn()
                 cursor = driver.cursor()
-                _send(cursor, "BEGIN IMMEDIATE")
+                if hasattr(driver, "begin_writing"):  # db.QueuedSQLiteConnection: a file's
+                    driver.begin_writing(lambda: _send(cursor, "BEGIN IMMEDIATE"))
+                else:
+                    _send(cursor, "BEGIN IMMEDIATE")
             else:
                 if autocommit:
                     driver.autocommit = True

@@ -8,15 +8,17 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
-from petition import db
+from petition import db, driver
 from petition.db import transaction
 from petition.models import Signature, SignatureState
 from petition.services import counts
@@ -168,6 +170,45 @@ def test_a_writers_turn_file_that_cannot_be_opened_is_a_503_that_names_it_and_re
     assert "Please try again in a minute" in refused.get_data(as_text=True)
     assert f"cannot open {turn_file} (the writers' turn): Is a directory" in caplog.text
     assert "Traceback" not in caplog.text
+
+
+def test_after_one_writer_met_an_outside_lock_the_others_wait_briefly_not_in_turn(
+    app, database_url
+):
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite test: another process holding the file's write lock")
+    engine = db.engine()
+    traced: list[str] = []
+
+    def short_and_traced(dbapi_connection, _record):  # 15 s in production
+        dbapi_connection.execute("PRAGMA busy_timeout=1000")
+        dbapi_connection.set_trace_callback(traced.append)
+
+    def write(_number: int = 0) -> str:
+        try:
+            with driver.unit(engine):
+                return "written"
+        except OperationalError as error:
+            assert "database is locked" in str(error)
+            return "refused"
+
+    event.listen(engine, "connect", short_and_traced)
+    engine.dispose()
+    holder = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # an operator's sqlite3 shell, in a transaction
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            outcomes = list(pool.map(write, range(4)))
+        holder.rollback()
+        assert write() == "written"  # gone: the next writer goes on at once
+    finally:
+        holder.close()
+        event.remove(engine, "connect", short_and_traced)
+        engine.dispose()
+    assert outcomes == ["refused"] * 4
+    # The first waited SQLite's whole timeout; the three queued behind it a moment each.
+    hurried = f"PRAGMA busy_timeout={db.QueuedSQLiteConnection.HURRIED_BUSY_MS}"
+    assert traced.count(hurried) == 4  # the three, and the writer after the lock had gone
 
 
 def test_postgresql_pings_only_connections_that_sat_idle_and_replaces_a_dead_one(
