@@ -29,6 +29,10 @@ class PermanentFailure(Exception):
     """The server refused this message for good (bad address); retrying will not help."""
 
 
+class ExchangeTooSlow(smtplib.SMTPServerDisconnected):
+    """The mail server did not finish an exchange in time, and the connection was cut."""
+
+
 class Backend(Protocol):
     def __enter__(self) -> Backend: ...
     def __exit__(self, *exc: object) -> None: ...
@@ -64,13 +68,21 @@ class SMTPBackend:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         self.connection: smtplib.SMTP | None = None
+        self._lock = threading.Lock()
+        self._exchange: threading.Event | None = None  # set when the one under way is cut
 
     def __enter__(self) -> SMTPBackend:
         config = self.config
+        host, port = config["SMTP_HOST"], int(config["SMTP_PORT"])
         self.connection = smtplib.SMTP(timeout=float(config["SMTP_TIMEOUT"]))  # not yet connected
+        # smtplib learns the host's name only in its constructor, which would connect outside the
+        # deadline; STARTTLS names the server by it.
+        self.connection._host = host
         try:
-            with self._deadline():
-                self.connection.connect(config["SMTP_HOST"], int(config["SMTP_PORT"]))
+            with self._deadline(whole_answers=True):
+                code, said = self.connection.connect(host, port)
+                if code != 220:  # a server that will not serve (421 busy, 554 refused)
+                    raise smtplib.SMTPConnectError(code, said)
                 if config["SMTP_STARTTLS"]:
                     self.connection.starttls()
                 if config.get("SMTP_USERNAME"):
@@ -88,36 +100,48 @@ class SMTPBackend:
             try:
                 with self._deadline():
                     self.connection.quit()
-            except (smtplib.SMTPException, OSError):
+            except OSError:  # smtplib's errors too
                 self.connection.close()
             self.connection = None
 
     @contextmanager
-    def _deadline(self) -> Iterator[None]:
+    def _deadline(self, *, whole_answers: bool = False) -> Iterator[None]:
+        """Cut the connection if the exchange in the block takes longer than its limit.
+        whole_answers: also fail if the cut came as it ended (an answer cut short reads as a
+        whole one); not for a message, whose 250 may have been the last thing read."""
         limit = float(self.config["SMTP_TIMEOUT"]) * self.EXCHANGE_TIMEOUTS
         cut = threading.Event()
+        with self._lock:
+            self._exchange = cut
         timer = threading.Timer(limit, self._cut, args=(cut,))
         timer.daemon = True
         timer.start()
         too_slow = f"the mail server gave no full answer within {limit:g} s"
         try:
             yield
-        except (OSError, smtplib.SMTPException) as error:
+        except OSError as error:  # smtplib's errors too
             if cut.is_set():
-                raise smtplib.SMTPServerDisconnected(too_slow) from error
+                raise ExchangeTooSlow(too_slow) from error
             raise
         finally:
             timer.cancel()
-        if cut.is_set():  # a partial answer, read as a whole one when the socket closed
-            raise smtplib.SMTPServerDisconnected(too_slow)
+            with self._lock:
+                self._exchange = None
+        if whole_answers and cut.is_set():
+            raise ExchangeTooSlow(too_slow)
 
     def _cut(self, cut: threading.Event) -> None:
-        """End the exchange under way: a read blocked on the socket returns at once, empty."""
-        cut.set()
-        sock = self.connection.sock if self.connection is not None else None
-        if sock is not None:
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        """End the exchange under way, if it is still `cut`'s: a read blocked on the socket
+        returns at once, empty."""
+        with self._lock:
+            if self._exchange is not cut:
+                return  # that exchange ended in time; another may be under way
+            cut.set()
+            connection = self.connection
+            sock = connection.sock if connection is not None else None
+            if sock is not None:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def send(self, message: EmailMessage) -> None:
         assert self.connection is not None
@@ -125,13 +149,30 @@ class SMTPBackend:
             with self._deadline():
                 refused = self.connection.send_message(message)
         except smtplib.SMTPRecipientsRefused as error:
-            raise PermanentFailure(_describe_refusal(error.recipients)) from None
+            _raise_for_refusal(error.recipients)
+        except smtplib.SMTPSenderRefused:
+            raise  # the sender's address or the login, not this message: see services/mail.py
+        except smtplib.SMTPNotSupportedError:
+            raise PermanentFailure(
+                "the mail server cannot take this address (it needs SMTPUTF8)"
+            ) from None
         except smtplib.SMTPResponseException as error:
             if 500 <= error.smtp_code < 600:
                 raise PermanentFailure(f"{error.smtp_code} {error.smtp_error!r}") from None
             raise
         if refused:
-            raise PermanentFailure(_describe_refusal(refused))
+            _raise_for_refusal(refused)
+
+
+def _raise_for_refusal(refused: dict[str, tuple[int, bytes]]) -> None:
+    """A refused recipient: for good (5xx), for now (4xx, tried again later), or the server
+    closing the connection (421, which smtplib has already closed)."""
+    codes = [code for code, _reply in refused.values()]
+    if 421 in codes:
+        raise smtplib.SMTPServerDisconnected(_describe_refusal(refused))
+    if all(500 <= code < 600 for code in codes):
+        raise PermanentFailure(_describe_refusal(refused))
+    raise smtplib.SMTPResponseException(min(codes), _describe_refusal(refused).encode())
 
 
 def _describe_refusal(refused: dict[str, tuple[int, bytes]]) -> str:

@@ -139,6 +139,23 @@ class Mailbox:
     on_arrival: Callable[[], None] | None = None
     # What the server says to a message other than "250 OK": "451 Try again later", say.
     refusal: str | None = None
+    # ... and to the sender (MAIL FROM) or the recipient (RCPT TO).
+    sender_refusal: str | None = None
+    recipient_refusal: str | None = None
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options):
+        if self.sender_refusal:
+            return self.sender_refusal
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options):
+        if self.recipient_refusal:
+            return self.recipient_refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.refusal:
@@ -152,7 +169,7 @@ class Mailbox:
     def clear(self) -> None:
         with self.lock:
             self.messages.clear()
-        self.refusal = None
+        self.refusal = self.sender_refusal = self.recipient_refusal = None
 
     def deliver(self) -> None:
         """Run one pass of the mail worker, as `petition mail send-pending` does."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import ssl
 import threading
 import time
 from datetime import timedelta
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import func, select, update
 
 from petition.cli import cli
@@ -17,7 +19,15 @@ from petition.db import get_session, transaction, utcnow
 from petition.models import CountEvent, Message, MessageState
 from petition.services import mail
 from petition.worker import run_worker
-from tests.conftest import api_count, free_port, fresh_session, sign_and_confirm, sign_data
+from tests.conftest import (
+    Mailbox,
+    api_count,
+    free_port,
+    fresh_session,
+    sign_and_confirm,
+    sign_data,
+    throwaway_certificate,
+)
 
 
 def _make_due() -> None:
@@ -37,7 +47,8 @@ def test_mail_waits_in_the_outbox_while_smtp_is_down_then_arrives_once(
     assert (report.sent, report.retrying) == (0, 3)
     messages = fresh_session().scalars(select(Message)).all()
     assert {m.state for m in messages} == {MessageState.PENDING}
-    assert all(m.attempts == 1 and "cannot connect" in m.last_error for m in messages)
+    # Not an attempt that says anything about the messages: none counts towards parking.
+    assert all(m.attempts == 0 and "cannot connect" in m.last_error for m in messages)
     assert all(m.next_attempt_at > utcnow() for m in messages)  # backing off
     # Operators hear of it from the worker's log, and `mail status` says why.
     [logged] = [r.getMessage() for r in caplog.records if r.name == "petition.worker"]
@@ -89,7 +100,7 @@ def test_a_mail_server_down_for_hours_parks_nothing_and_all_goes_once_it_is_back
         _make_due()
         run_worker(app, threading.Event(), once=True)
     messages = fresh_session().scalars(select(Message)).all()
-    assert {(m.state, m.attempts) for m in messages} == {(MessageState.PENDING, 12)}
+    assert {(m.state, m.attempts) for m in messages} == {(MessageState.PENDING, 0)}
     # Tried again within minutes, not the hour the backoff grows to for a refused message.
     assert all(m.next_attempt_at <= utcnow() + mail.OUTAGE_RETRY_MAX for m in messages)
 
@@ -160,8 +171,91 @@ def test_a_mail_server_that_drips_its_answers_is_cut_off_and_tried_again_later(
     [report] = reports
     assert (report.sent, report.retrying, report.parked) == (0, 1, 0)
     [message] = fresh_session().scalars(select(Message)).all()
-    assert (message.state, message.attempts) == (MessageState.PENDING, 1)
+    assert (message.state, message.attempts) == (MessageState.PENDING, 0)
     assert message.last_error == "cannot connect: the mail server gave no full answer within 1.5 s"
+
+
+def test_mail_goes_out_over_starttls(app, client, make_letter, tmp_path):
+    certificate, key = throwaway_certificate(tmp_path, "localhost", "STARTTLS test")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate, key)
+    received = Mailbox()
+    server = Controller(
+        received, hostname="127.0.0.1", port=free_port(), tls_context=context, require_starttls=True
+    )
+    server.start()
+    try:
+        app.config.update(SMTP_HOST="localhost", SMTP_PORT=server.port, SMTP_STARTTLS=True)
+        letter = make_letter()
+        client.post(f"/letters/{letter.slug}/sign", data=sign_data(email="tls@example.org"))
+        report = run_worker(app, threading.Event(), once=True)
+    finally:
+        server.stop()
+    assert (report.sent, report.errors) == (1, [])
+    assert [m["To"] for m in received.messages] == ["tls@example.org"]
+
+
+@pytest.mark.parametrize(
+    ("greeting", "said"), [("421 busy, come back later", "421"), ("554 no service here", "554")]
+)
+def test_a_server_that_will_not_serve_parks_nothing(app, client, make_letter, greeting, said):
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def refuse() -> None:
+        connection, _address = listener.accept()
+        with connection:
+            connection.sendall(f"{greeting}\r\n".encode())
+            with contextlib.suppress(OSError):
+                while connection.recv(1024):  # then "503 bad sequence" to everything
+                    connection.sendall(b"503 bad sequence of commands\r\n")
+
+    server = threading.Thread(target=refuse)
+    server.start()
+    app.config.update(SMTP_PORT=listener.getsockname()[1], MAIL_MAX_ATTEMPTS=1)
+    letter = make_letter()
+    client.post(f"/letters/{letter.slug}/sign", data=sign_data())
+    try:
+        report = run_worker(app, threading.Event(), once=True)
+    finally:
+        server.join(timeout=10)
+        listener.close()
+    assert (report.sent, report.retrying, report.parked) == (0, 1, 0)
+    [message] = fresh_session().scalars(select(Message)).all()
+    assert (message.state, message.attempts) == (MessageState.PENDING, 0)
+    assert message.last_error.startswith(f"cannot connect: ({said},")
+
+
+def test_a_recipient_refused_for_now_is_tried_again_and_one_refused_for_good_is_parked(
+    app, client, make_letter, mailbox
+):
+    letter = make_letter()
+    mailbox.recipient_refusal = "450 4.2.0 Greylisted, try again in a minute"
+    client.post(f"/letters/{letter.slug}/sign", data=sign_data(email="grey@example.org"))
+    report = run_worker(app, threading.Event(), once=True)
+    assert (report.retrying, report.parked) == (1, 0)
+    mailbox.recipient_refusal = "550 5.1.1 No such mailbox"
+    _make_due()
+    report = run_worker(app, threading.Event(), once=True)
+    assert (report.retrying, report.parked) == (0, 1)
+
+
+def test_a_server_refusing_our_sender_parks_nothing_and_stops_the_batch(
+    app, client, make_letter, mailbox
+):
+    app.config["MAIL_MAX_ATTEMPTS"] = 1
+    mailbox.sender_refusal = "530 5.7.0 Authentication required"  # a setting to fix, not the mail
+    letter = make_letter()
+    for i in range(3):
+        client.post(f"/letters/{letter.slug}/sign", data=sign_data(email=f"p{i}@example.org"))
+    report = run_worker(app, threading.Event(), once=True)
+    assert (report.sent, report.retrying, report.parked) == (0, 1, 0)  # the rest handed back
+    assert list(report.problems) == ["the mail server refuses the sender: SMTPSenderRefused 530"]
+    messages = fresh_session().scalars(select(Message)).all()
+    assert {(m.state, m.attempts) for m in messages} == {(MessageState.PENDING, 0)}
+    mailbox.sender_refusal = None
+    _make_due()
+    mailbox.deliver()
+    assert len(mailbox.messages) == 3
 
 
 @pytest.mark.parametrize("machine_up_for", [None, 12.0], ids=["this-clock", "just-booted"])

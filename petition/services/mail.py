@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from petition.db import begin_write, is_postgres, utcnow
 from petition.driver import Prepared
-from petition.mailer import Backend, Outgoing, PermanentFailure, build
+from petition.mailer import Backend, ExchangeTooSlow, Outgoing, PermanentFailure, build
 from petition.models import Message, MessageState
 
 log = logging.getLogger(__name__)
@@ -196,6 +196,8 @@ def loggable_reason(error: BaseException) -> str:
     words, never the text of an SMTP reply (which may quote the recipient's address)."""
     if isinstance(error, smtplib.SMTPResponseException):
         return f"{type(error).__name__} {error.smtp_code}"
+    if isinstance(error, ExchangeTooSlow):  # our own words
+        return f"{type(error).__name__}: {error}"
     if isinstance(error, OSError) and not isinstance(error, smtplib.SMTPException):
         return f"{type(error).__name__}: {error}"
     return type(error).__name__
@@ -235,7 +237,7 @@ def deliver_pending(
     hand_back_after = time.monotonic() + lease.total_seconds() / 2
     try:
         connection = backend.__enter__()
-    except (OSError, smtplib.SMTPException) as error:
+    except OSError as error:  # smtplib's errors too
         report.problems[f"cannot connect to the mail server: {loggable_reason(error)}"] += len(
             claimed
         )
@@ -251,18 +253,18 @@ def deliver_pending(
                 break
             try:
                 connection.send(build(outgoing, sender))
-            except (PermanentFailure, OSError, smtplib.SMTPException) as error:
-                problem, park_after, connection_lost = _failed_send(error, max_attempts)
-                report.problems[problem] += 1
+            except (PermanentFailure, OSError) as error:  # smtplib's errors are OSErrors
+                failed = _failed_send(error, max_attempts)
+                report.problems[failed.problem] += 1
                 _record_failure(
                     session_factory,
                     outgoing.id,
                     str(error),
                     report,
                     first_retry,
-                    park_after=park_after,
+                    park_after=failed.park_after,
                 )
-                if connection_lost:
+                if failed.stop_batch:
                     _release(session_factory, [later.id for later in claimed[position + 1 :]])
                     break
             else:
@@ -273,16 +275,25 @@ def deliver_pending(
     return report
 
 
-def _failed_send(error: Exception, max_attempts: int) -> tuple[str, int, bool]:
-    """What a failed send means: its words for the log, the attempts after which the message
-    is parked, and whether the connection is lost (the rest of the batch not to blame)."""
+@dataclass(frozen=True)
+class FailedSend:
+    """What a failed send means for the message and the rest of the batch."""
+
+    problem: str  # in a log's words
+    park_after: int | None  # attempts after which the message is parked; None: not its fault
+    stop_batch: bool  # the connection is lost, or every message would fail the same way
+
+
+def _failed_send(error: Exception, max_attempts: int) -> FailedSend:
     if isinstance(error, PermanentFailure):
-        return "refused by the mail server for good", 1, False
-    # 421: the server is closing the connection (and smtplib closes its end), whatever it
-    # thought of this message.
+        return FailedSend("refused by the mail server for good", 1, False)
+    if isinstance(error, smtplib.SMTPSenderRefused):  # our address or login, not the message
+        refused = f"the mail server refuses the sender: {loggable_reason(error)}"
+        return FailedSend(refused, None, True)
+    # 421: the server is closing the connection (and smtplib closes its end).
     if isinstance(error, smtplib.SMTPResponseException) and error.smtp_code != 421:
-        return loggable_reason(error), max_attempts, False  # this message, refused for now
-    return f"connection lost: {loggable_reason(error)}", max_attempts, True
+        return FailedSend(loggable_reason(error), max_attempts, False)  # refused for now
+    return FailedSend(f"connection lost: {loggable_reason(error)}", max_attempts, True)
 
 
 @dataclass(frozen=True)
@@ -369,13 +380,16 @@ def _record_failure(
     park_after: int | None = None,
 ) -> None:
     """Count a failed attempt: park the message once it has had `park_after` of them, else try
-    again later (None: never parked, and tried again within OUTAGE_RETRY_MAX)."""
+    again later. park_after=None (the server unreachable, or refusing our sender): not counted
+    as an attempt, so an outage of any length parks nothing, and tried again within
+    OUTAGE_RETRY_MAX."""
     with session_factory() as session, session.begin():
         begin_write(session)
         message = session.get(Message, message_id)
         if message is None:  # withdrawn meanwhile
             return
-        message.attempts += 1
+        if park_after is not None:  # an attempt that says something about this message
+            message.attempts += 1
         message.last_error = reason[:2000]
         message.locked_until = None
         if park_after is not None and message.attempts >= park_after:
@@ -385,7 +399,7 @@ def _record_failure(
         else:
             wait = backoff(message.attempts, first_retry)
             if park_after is None:
-                wait = min(wait, OUTAGE_RETRY_MAX)
+                wait = min(backoff(message.attempts + 1, first_retry), OUTAGE_RETRY_MAX)
             message.next_attempt_at = utcnow() + wait
             report.retrying += 1
         report.errors.append(reason)
@@ -430,7 +444,7 @@ class Retrying:
 
 
 def retrying(session: Session, kinds_of_error: int = 5) -> Retrying:
-    failing = (Message.state == MessageState.PENDING) & (Message.attempts > 0)
+    failing = (Message.state == MessageState.PENDING) & Message.last_error.is_not(None)
     count, next_attempt_at = session.execute(
         select(func.count(), func.min(Message.next_attempt_at)).where(failing)
     ).one()

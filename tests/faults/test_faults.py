@@ -212,7 +212,7 @@ def test_mail_waits_out_an_smtp_outage_and_then_arrives_exactly_once(
 
     def all_tried() -> bool:
         messages = fresh_session().scalars(select(Message)).all()
-        return all(m.attempts >= 1 and m.state is MessageState.PENDING for m in messages)
+        return all(m.last_error and m.state is MessageState.PENDING for m in messages)
 
     wait_for(all_tried, what="every message to fail once")
     assert recorder.recipients() == []
