@@ -30,8 +30,17 @@ class CircuitBreaker:
         self.lock = threading.Lock()
 
     def is_open(self) -> bool:
-        """True while this process should not ask the service."""
-        return self.tripped and time.monotonic() < self.retry_at
+        """True while this process should not ask the service. Once RETRY_SECONDS have passed,
+        one caller (thread) gets False and tries; the others go on without the service until
+        it succeeds (succeeded()) or fails (trip()) and the wait starts again."""
+        if not self.tripped:
+            return False
+        with self.lock:
+            now = time.monotonic()
+            if now < self.retry_at:
+                return True
+            self.retry_at = now + self.retry_seconds  # this caller is the one that tries
+            return False
 
     def trip(self, error: Exception) -> None:
         with self.lock:

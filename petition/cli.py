@@ -126,7 +126,12 @@ def _database_shown() -> str:
         url = info.load_app().config["DATABASE_URL"] if info is not None else None
     except Exception:  # the app did not load: the error being reported matters more
         url = None
-    return make_url(url).render_as_string(hide_password=True) + " " if url else ""
+    return _without_secrets(url) + " " if url else ""
+
+
+def _without_secrets(url: str) -> str:
+    """A database URL to print: its password hidden, and no query (which may hold one)."""
+    return make_url(url).set(query={}).render_as_string(hide_password=True)
 
 
 # load_dotenv=False: settings come from the environment or the file -e names, never from a
@@ -211,8 +216,8 @@ def db_upgrade(revision: str) -> None:
     before = migrate.current_revision(url)
     migrate.upgrade(url, revision)
     after = migrate.current_revision(url)
-    # Named (password hidden), so that a restore is checked on the database it meant to check.
-    shown = make_url(url).render_as_string(hide_password=True)
+    # Named, so that a restore is checked on the database it meant to check.
+    shown = _without_secrets(url)
     if before == after:
         click.echo(f"The database {shown} is already at {after}: nothing to do.")
     else:

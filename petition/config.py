@@ -175,22 +175,20 @@ def _number(key: str, value: Any, high: float) -> float:
     return number
 
 
-HOST_NAME = re.compile(r"\.?[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
-
-
 def _host_names(key: str, value: Any) -> list[str] | None:
-    """Host names separated by commas or spaces (or a JSON list); a leading dot takes in every
-    subdomain. None, or nothing, lets any host through."""
+    """Host names separated by commas or spaces (or a JSON list), as Werkzeug compares them:
+    a port is ignored, a leading dot takes in every subdomain. None, or nothing, lets any host
+    through. A URL is refused: Werkzeug would never match it, and every request would fail."""
     if value is None:
         return None
     names = value if isinstance(value, list) else re.split(r"[\s,]+", str(value))
     names = [str(name).strip().lower() for name in names if str(name).strip()]
-    wrong = [name for name in names if not HOST_NAME.fullmatch(name)]
+    wrong = [name for name in names if "/" in name or "@" in name]
     if wrong:
         raise ConfigError(
-            f"PETITION_{key} must be host names without scheme, port or path, separated by "
-            f"commas, such as letters.example.org (a leading dot takes in every subdomain); "
-            f"{wrong[0]!r} is not one."
+            f"PETITION_{key} must be host names separated by commas, such as "
+            f"letters.example.org (a leading dot takes in every subdomain), not a URL: "
+            f"{wrong[0]!r}."
         )
     return names or None
 

@@ -8,7 +8,7 @@ import sqlite3
 import struct
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -136,7 +136,8 @@ def make_engine(
         # them round in turn, twice the server processes busy for the same work).
         pool_use_lifo=True,
         connect_args={
-            **POSTGRESQL_CONNECTION,
+            # What the URL's query sets (a remote database's own connect_timeout, say) wins.
+            **{k: v for k, v in POSTGRESQL_CONNECTION.items() if k not in make_url(url).query},
             **({} if prepared_statements else {"prepare_threshold": None}),
         },
     )
@@ -164,10 +165,12 @@ LOCK_TIMEOUT = "5s"
 def _wait_for_locks_briefly(dbapi_connection: Any, _record: Any) -> None:
     # Set with SET rather than a startup option: PgBouncer refuses startup options it does not
     # know. Behind PgBouncer in transaction mode, also set it on the role (docs/operators.md).
+    # A lock_timeout already set (on the role, the database, or the URL's options) is kept.
     autocommit = dbapi_connection.autocommit
     dbapi_connection.autocommit = True
     with dbapi_connection.cursor() as cursor:
-        cursor.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+        if cursor.execute("SHOW lock_timeout").fetchone()[0] == "0":
+            cursor.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
     dbapi_connection.autocommit = autocommit
 
 
@@ -285,7 +288,8 @@ class QueuedSQLiteConnection(sqlite3.Connection):
                 begin()
             except Exception as error:
                 if "database is locked" in str(error):
-                    os.pwrite(self._turn_fd, struct.pack("d", time.time()), 0)
+                    with suppress(OSError):  # a full disk: the error to report is the lock
+                        os.pwrite(self._turn_fd, struct.pack("d", time.time()), 0)
                 raise
             finally:
                 if hurried:
@@ -298,7 +302,8 @@ class QueuedSQLiteConnection(sqlite3.Connection):
         noted = os.pread(self._turn_fd, 8, 0)
         if len(noted) < 8:
             return False
-        return time.time() - struct.unpack("d", noted)[0] < self.OUTSIDE_LOCK_SECONDS
+        # The wall clock, shared by every process: one set back makes the age negative.
+        return 0 <= time.time() - struct.unpack("d", noted)[0] < self.OUTSIDE_LOCK_SECONDS
 
     def take_turn(self) -> None:
         """Wait for the writers' turn; held until this transaction ends."""

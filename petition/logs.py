@@ -10,12 +10,12 @@ DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
 
 
 def send_to(handlers: list[logging.Handler]) -> None:
-    """Every petition.* line from INFO up to `handlers`, and only there: left alone, Python
-    writes warnings bare (no time, no level) and drops INFO."""
+    """Every petition.* line from INFO up to `handlers`: left alone, Python writes warnings
+    bare (no time, no level) and drops INFO. They still reach the root logger's handlers, if
+    an operator has set any up (gunicorn's logconfig_dict, an error tracker)."""
     app_log = logging.getLogger("petition")
     app_log.handlers[:] = handlers
     app_log.setLevel(logging.INFO)
-    app_log.propagate = False
 
 
 def to_stderr() -> None:

@@ -76,7 +76,7 @@ def test_development_start_gets_a_throwaway_secret(clean_env):
         ("PETITION_DATABASE_ECHO", '"maybe"', "DATABASE_ECHO must be true or false"),
         ("PETITION_SIGN_RATE_LIMIT", "1 per 99999999999999999999 years", "SIGN_RATE_LIMIT"),
         ("PETITION_TRUSTED_HOSTS", "https://letters.example.org", "'https://letters.example.org'"),
-        ("PETITION_TRUSTED_HOSTS", "letters.example.org:443", "without scheme, port or path"),
+        ("PETITION_TRUSTED_HOSTS", "letters.example.org/letters", "not a URL"),
         (
             "PETITION_SECRET_KEY",
             "change-me-to-48-random-characters-from-secrets-token-urlsafe",
@@ -131,6 +131,9 @@ def test_trusted_hosts_are_names_separated_by_commas(clean_env):
     assert create_app().config["TRUSTED_HOSTS"] == ["letters.example.org", ".example.net"]
     clean_env.setenv("PETITION_TRUSTED_HOSTS", '["letters.example.org"]')
     assert create_app().config["TRUSTED_HOSTS"] == ["letters.example.org"]
+    # As Werkzeug takes them: ports ignored, other scripts and IPv6 addresses compared as such.
+    clean_env.setenv("PETITION_TRUSTED_HOSTS", "localhost:8000, bücher.example, [::1]")
+    assert create_app().config["TRUSTED_HOSTS"] == ["localhost:8000", "bücher.example", "[::1]"]
     clean_env.setenv("PETITION_TRUSTED_HOSTS", "")
     assert create_app().config["TRUSTED_HOSTS"] is None
 
@@ -140,6 +143,13 @@ def test_an_unknown_host_is_a_short_400_and_nothing_in_the_log(app_config, make_
     trusting = create_app(dict(app_config, TRUSTED_HOSTS=["letters.example.org", ".example.net"]))
     client = trusting.test_client()
     paths = ("/", f"/letters/{letter.slug}", f"/api/v1/letters/{letter.slug}", "/nowhere")
+    for host in ("letters.example.org", "evil.example"):  # the second after the page is kept
+        answer = client.get(f"/letters/{letter.slug}", headers={"Host": host})
+    assert (answer.status_code, answer.get_data(as_text=True)) == (400, "Unknown host.\n")
+    assert (
+        client.post(f"/letters/{letter.slug}/sign", headers={"Host": "evil.example"}).status_code
+        == 400
+    )
     for path in paths:  # scanners send any Host: no page can be built for one
         answer = client.get(path, headers={"Host": "evil.example"})
         assert (answer.status_code, answer.get_data(as_text=True)) == (400, "Unknown host.\n")

@@ -444,3 +444,12 @@ def test_a_control_character_in_a_search_is_dropped(client, make_letter):
     make_letter(title="Save the library")
     page = client.get("/?q=li%00brary").get_data(as_text=True)
     assert "Save the library" in page
+
+
+def test_a_control_character_in_the_login_email_is_named_on_every_database(client, caplog):
+    answer = client.post(
+        "/organiser/login", data={"email": "a\x00@example.org", "password": "a password"}
+    )
+    assert answer.status_code == 422  # PostgreSQL refuses a NUL in text: this was a 500
+    assert "Remove the invisible control character U+0000" in answer.get_data(as_text=True)
+    assert "Traceback" not in caplog.text

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from limits import parse
 from werkzeug.exceptions import TooManyRequests
 
+from petition.breaker import CircuitBreaker
 from petition.cache import RedisCache
 from petition.limits import Limiter
 
@@ -72,3 +74,15 @@ def test_a_redis_that_has_gone_is_refused_at_once_and_asked_again_later(private_
     assert [message.split(":")[0] for message in _breaker_messages(caplog)] == [
         "Redis (shared cache) failed (ConnectionError)"
     ] * 2
+
+
+def test_once_the_wait_is_over_one_caller_tries_and_the_others_wait_on():
+    breaker = CircuitBreaker("Redis (test)", retry_seconds=RETRY_SECONDS)
+    breaker.trip(TimeoutError())
+    assert breaker.is_open()
+    time.sleep(RETRY_SECONDS)
+    with ThreadPoolExecutor(max_workers=8) as pool:  # gthread workers' threads, at once
+        asked = list(pool.map(lambda _n: not breaker.is_open(), range(8)))
+    assert asked.count(True) == 1
+    breaker.succeeded()
+    assert not breaker.is_open()

@@ -61,6 +61,7 @@ class LoginForm(Form):
         validators=[
             DataRequired(_l("Enter your email address.")),
             Length(max=254, message=_l("An email address is at most 254 characters.")),
+            single_line,  # a control character (PostgreSQL refuses a NUL) is no address
         ],
         render_kw={"autocomplete": "username"},
     )

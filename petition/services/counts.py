@@ -112,7 +112,8 @@ def reclaim_folded(engine: Engine) -> None:
     if engine.dialect.name != "postgresql":
         return
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.exec_driver_sql(f"VACUUM (ANALYZE) {CountEvent.__tablename__}")
+        # SKIP_LOCKED: autovacuum at it already (for wraparound, which it does not give up).
+        connection.exec_driver_sql(f"VACUUM (SKIP_LOCKED, ANALYZE) {CountEvent.__tablename__}")
 
 
 @dataclass(frozen=True)

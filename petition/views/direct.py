@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl, quote
 from flask import Flask, request
 from flask_wtf.csrf import same_origin
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import SecurityError, TooManyRequests
 from werkzeug.http import parse_cookie
@@ -81,6 +82,9 @@ class DirectAnswers:
         return [body]
 
     def _answer(self, environ: dict, method: str | None, path: str) -> Answer | None:
+        trusted = self.app.config["TRUSTED_HOSTS"]
+        if trusted and not _trusted_host(environ, trusted):
+            return None  # Flask refuses it (errors._unknown_host)
         try:
             if path.startswith(LETTERS):
                 if method == "GET":
@@ -95,6 +99,8 @@ class DirectAnswers:
         except OperationalError as error:
             if not error.connection_invalidated:  # a fresh connection would do no better
                 environ[DATABASE_FAILED] = error
+        except PoolTimeout as error:  # every connection busy: the view would wait as long
+            environ[DATABASE_FAILED] = error
         except (DomainError, SQLAlchemyError):
             pass  # the view tries again and shows what went wrong
         except Exception:
@@ -188,6 +194,14 @@ class DirectAnswers:
         """The CSRF secret of a session that holds nothing else (cookies.csrf_only_session)."""
         cookie = _session_cookie(self.app, environ)
         return cookies.csrf_only_session(self.app, cookie) if cookie else None
+
+
+def _trusted_host(environ: dict, trusted: list[str]) -> bool:
+    try:
+        get_host(environ, trusted)
+    except SecurityError:
+        return False
+    return True
 
 
 def _session_cookie(app: Flask, environ: dict) -> str | None:
