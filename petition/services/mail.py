@@ -388,18 +388,20 @@ def _record_failure(
         message = session.get(Message, message_id)
         if message is None:  # withdrawn meanwhile
             return
-        if park_after is not None:  # an attempt that says something about this message
+        counted = park_after is not None  # an attempt that says something about this message
+        if counted:
             message.attempts += 1
         message.last_error = reason[:2000]
         message.locked_until = None
-        if park_after is not None and message.attempts >= park_after:
+        if counted and message.attempts >= park_after:
             message.state = MessageState.FAILED
             report.parked += 1
             log.warning("mail %s parked after %s attempts", message_id, message.attempts)
-        else:
-            wait = backoff(message.attempts, first_retry)
-            if park_after is None:
-                wait = min(backoff(message.attempts + 1, first_retry), OUTAGE_RETRY_MAX)
+        elif counted:
+            message.next_attempt_at = utcnow() + backoff(message.attempts, first_retry)
+            report.retrying += 1
+        else:  # as if it were one more attempt, but within minutes
+            wait = min(backoff(message.attempts + 1, first_retry), OUTAGE_RETRY_MAX)
             message.next_attempt_at = utcnow() + wait
             report.retrying += 1
         report.errors.append(reason)
