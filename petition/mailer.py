@@ -140,8 +140,11 @@ class SMTPBackend:
             connection = self.connection
             sock = connection.sock if connection is not None else None
             if sock is not None:
+                # The socket's own shutdown, even under TLS: SSLSocket.shutdown() also drops the
+                # TLS layer, under a read that may be using it (an AttributeError or ValueError,
+                # not the OSError a cut connection gives).
                 with suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def send(self, message: EmailMessage) -> None:
         assert self.connection is not None

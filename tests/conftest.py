@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message as EmailMessage
@@ -137,6 +137,9 @@ class Mailbox:
     app: Flask | None = None
     # Called (in the server's thread) as each message arrives, to see what the app had done then.
     on_arrival: Callable[[], None] | None = None
+    # Awaited as a message's DATA begins, before any refusal: to hold that message's sender
+    # while the server goes on serving other connections.
+    before_data: Callable[[], Awaitable[None]] | None = None
     # What the server says to a message other than "250 OK": "451 Try again later", say.
     refusal: str | None = None
     # ... and to the sender (MAIL FROM) or the recipient (RCPT TO).
@@ -158,6 +161,8 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.before_data is not None:
+            await self.before_data()
         if self.refusal:
             return self.refusal
         with self.lock:
@@ -170,6 +175,7 @@ class Mailbox:
         with self.lock:
             self.messages.clear()
         self.refusal = self.sender_refusal = self.recipient_refusal = None
+        self.before_data = None
 
     def deliver(self) -> None:
         """Run one pass of the mail worker, as `petition mail send-pending` does."""

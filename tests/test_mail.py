@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import socket
 import ssl
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select, update
 
+from petition import db
 from petition.cli import cli
 from petition.db import get_session, transaction, utcnow
+from petition.mailer import backend_from_config
 from petition.models import CountEvent, Message, MessageState
 from petition.services import mail
 from petition.worker import run_worker
@@ -175,7 +180,9 @@ def test_a_mail_server_that_drips_its_answers_is_cut_off_and_tried_again_later(
     assert message.last_error == "cannot connect: the mail server gave no full answer within 1.5 s"
 
 
-def test_mail_goes_out_over_starttls(app, client, make_letter, tmp_path):
+@contextlib.contextmanager
+def _starttls_server(app, tmp_path) -> Iterator[Mailbox]:
+    """A mail server that takes mail only over STARTTLS, and the app set to use it."""
     certificate, key = throwaway_certificate(tmp_path, "localhost", "STARTTLS test")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(certificate, key)
@@ -184,15 +191,68 @@ def test_mail_goes_out_over_starttls(app, client, make_letter, tmp_path):
         received, hostname="127.0.0.1", port=free_port(), tls_context=context, require_starttls=True
     )
     server.start()
+    app.config.update(SMTP_HOST="localhost", SMTP_PORT=server.port, SMTP_STARTTLS=True)
     try:
-        app.config.update(SMTP_HOST="localhost", SMTP_PORT=server.port, SMTP_STARTTLS=True)
+        yield received
+    finally:
+        server.stop()
+
+
+def test_mail_goes_out_over_starttls(app, client, make_letter, tmp_path):
+    with _starttls_server(app, tmp_path) as received:
         letter = make_letter()
         client.post(f"/letters/{letter.slug}/sign", data=sign_data(email="tls@example.org"))
         report = run_worker(app, threading.Event(), once=True)
-    finally:
-        server.stop()
     assert (report.sent, report.errors) == (1, [])
     assert [m["To"] for m in received.messages] == ["tls@example.org"]
+
+
+def test_a_mail_server_that_drips_over_tls_is_cut_off_and_tried_again_later(
+    app, client, make_letter, tmp_path
+):
+    certificate, key = throwaway_certificate(tmp_path, "localhost", "STARTTLS test")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate, key)
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:  # STARTTLS, then an answer to EHLO a byte at a time
+        connection, _address = listener.accept()
+        with connection:
+            said = connection.makefile("rb")
+            connection.sendall(b"220 tls.example ESMTP\r\n")
+            said.readline()  # EHLO
+            connection.sendall(b"250-tls.example\r\n250 STARTTLS\r\n")
+            said.readline()  # STARTTLS
+            connection.sendall(b"220 Go ahead\r\n")
+            with context.wrap_socket(connection, server_side=True) as secure:
+                secure.makefile("rb").readline()  # EHLO again, now encrypted
+                for byte in b"250 tls.example " * 20:
+                    if stop.wait(0.1):
+                        break
+                    with contextlib.suppress(OSError):
+                        secure.send(bytes([byte]))
+
+    server = threading.Thread(target=serve)
+    server.start()
+    app.config.update(
+        SMTP_HOST="localhost",
+        SMTP_PORT=listener.getsockname()[1],
+        SMTP_STARTTLS=True,
+        SMTP_TIMEOUT=0.3,
+    )
+    letter = make_letter()
+    client.post(f"/letters/{letter.slug}/sign", data=sign_data())
+    try:
+        report = run_worker(app, threading.Event(), once=True)
+    finally:
+        stop.set()
+        server.join()
+        listener.close()
+    assert (report.sent, report.retrying, report.parked) == (0, 1, 0)
+    [message] = fresh_session().scalars(select(Message)).all()
+    assert (message.state, message.attempts) == (MessageState.PENDING, 1)
+    assert message.last_error == "the mail server gave no full answer within 0.9 s"
 
 
 @pytest.mark.parametrize(
@@ -256,6 +316,89 @@ def test_a_server_refusing_our_sender_parks_nothing_and_stops_the_batch(
     _make_due()
     mailbox.deliver()
     assert len(mailbox.messages) == 3
+
+
+def _hold_messages(mailbox: Mailbox, count: int) -> tuple[list[threading.Event], ...]:
+    """The first `count` messages wait at DATA, each until its gate opens, while the server goes
+    on serving other connections; reached[i] is set when the i-th gets there."""
+    reached = [threading.Event() for _ in range(count)]
+    gates = [threading.Event() for _ in range(count)]
+    arrivals = iter(range(count))
+
+    async def hold() -> None:
+        index = next(arrivals, None)
+        if index is not None:
+            reached[index].set()
+            await asyncio.to_thread(gates[index].wait, 10)
+
+    mailbox.before_data = hold
+    return reached, gates
+
+
+def _deliver_batch(app, lease: timedelta, max_attempts: int = 8) -> mail.DeliveryReport:
+    """One batch, as a worker sends it, under a lease of its own."""
+    with app.app_context():
+        return mail.deliver_pending(
+            db.new_session,
+            backend_from_config(app.config),
+            app.config["MAIL_FROM"],
+            max_attempts=max_attempts,
+            lease=lease,
+        )
+
+
+def _in_thread(work: Callable[[], object]) -> threading.Thread:
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+LAPSING = timedelta(seconds=0.5)
+
+
+def test_a_batch_that_outlived_its_lease_parks_nothing_another_worker_sent(
+    app, client, make_letter, mailbox
+):
+    letter = make_letter()
+    for i in range(2):
+        client.post(f"/letters/{letter.slug}/sign", data=sign_data(email=f"p{i}@example.org"))
+    reached, gates = _hold_messages(mailbox, 1)
+    first = _in_thread(lambda: _deliver_batch(app, LAPSING, max_attempts=1))
+    assert reached[0].wait(5)
+    time.sleep(LAPSING.total_seconds() + 0.1)
+    assert _deliver_batch(app, timedelta(minutes=2)).sent == 2  # took both over
+    mailbox.refusal = "451 Try again later"  # what the first batch's message now hears
+    gates[0].set()
+    first.join(10)
+
+    messages = fresh_session().scalars(select(Message).order_by(Message.id)).all()
+    assert [(m.state, m.attempts, m.last_error) for m in messages] == [
+        (MessageState.SENT, 1, None),
+        (MessageState.SENT, 1, None),
+    ]
+
+
+def test_a_batch_that_outlived_its_lease_hands_back_nothing_another_worker_holds(
+    app, client, make_letter, mailbox
+):
+    letter = make_letter()
+    for i in range(2):
+        client.post(f"/letters/{letter.slug}/sign", data=sign_data(email=f"p{i}@example.org"))
+    reached, gates = _hold_messages(mailbox, 2)
+    first = _in_thread(lambda: _deliver_batch(app, LAPSING))
+    assert reached[0].wait(5)
+    time.sleep(LAPSING.total_seconds() + 0.1)
+    second = _in_thread(lambda: _deliver_batch(app, timedelta(minutes=2)))
+    assert reached[1].wait(5)  # the second batch holds both, sending the first
+    gates[0].set()  # the first batch sends its message, then hands back the other
+    first.join(10)
+    assert _deliver_batch(app, timedelta(minutes=2)).attempted == 0  # still the second's
+    gates[1].set()
+    second.join(10)
+
+    received = Counter(m["To"] for m in mailbox.messages)
+    # The message in flight as the lease ran out went twice, as the lease allows; no other.
+    assert received == {"p0@example.org": 2, "p1@example.org": 1}
 
 
 @pytest.mark.parametrize("machine_up_for", [None, 12.0], ids=["this-clock", "just-booted"])

@@ -224,14 +224,17 @@ def deliver_pending(
     lock is held while talking to the mail server. A crash between sending and recording leaves
     the lease to expire and the message is sent again: at most one duplicate per crash. A batch
     still sending when half its lease has gone (a slow mail server) hands the rest back rather
-    than send what another worker may by then have taken over.
+    than send what another worker may by then have taken over. Whatever a batch records but
+    "sent" applies only while the message is still under its own lease (see _Lease): a batch that
+    outlived it neither parks nor hands back what another worker now holds.
 
     A mail server that cannot be reached says nothing about the messages: they are never parked
     for it (see OUTAGE_RETRY_MAX). When the connection breaks mid-batch, the message being sent
     counts an attempt (it may be the cause) and the rest go back to the queue untried.
     """
     report = DeliveryReport()
-    claimed = _render(_claim(session_factory, batch_size, lease), session_factory, report)
+    held = _claim(session_factory, batch_size, lease)
+    claimed = _render(held, session_factory, report)
     if not claimed:
         return report
     hand_back_after = time.monotonic() + lease.total_seconds() / 2
@@ -243,13 +246,13 @@ def deliver_pending(
         )
         for outgoing in claimed:
             _record_failure(
-                session_factory, outgoing.id, f"cannot connect: {error}", report, first_retry
+                session_factory, held, outgoing.id, f"cannot connect: {error}", report, first_retry
             )
         return report
     try:
         for position, outgoing in enumerate(claimed):
             if position and time.monotonic() > hand_back_after:  # one at least, however slow
-                _release(session_factory, [later.id for later in claimed[position:]])
+                _release(session_factory, held, [later.id for later in claimed[position:]])
                 break
             try:
                 connection.send(build(outgoing, sender))
@@ -258,6 +261,7 @@ def deliver_pending(
                 report.problems[failed.problem] += 1
                 _record_failure(
                     session_factory,
+                    held,
                     outgoing.id,
                     str(error),
                     report,
@@ -265,7 +269,7 @@ def deliver_pending(
                     park_after=failed.park_after,
                 )
                 if failed.stop_batch:
-                    _release(session_factory, [later.id for later in claimed[position + 1 :]])
+                    _release(session_factory, held, [later.id for later in claimed[position + 1 :]])
                     break
             else:
                 _record_sent(session_factory, outgoing.id)
@@ -306,12 +310,22 @@ class _Claimed:
     context: str | None
 
 
+@dataclass(frozen=True)
+class _Lease:
+    """The messages a batch claimed, and until when: the time it wrote into their locked_until,
+    which also says whose they are. A worker taking one over after the lease ran out writes a
+    later time, so a batch that outlived its lease can tell the message is no longer its own."""
+
+    messages: list[_Claimed]
+    until: datetime
+
+
 def _render(
-    claimed: list[_Claimed], session_factory: Callable[[], Session], report: DeliveryReport
+    held: _Lease, session_factory: Callable[[], Session], report: DeliveryReport
 ) -> list[Outgoing]:
     """Bodies for the claimed messages; one that cannot be rendered is parked, not retried."""
     ready = []
-    for message in claimed:
+    for message in held.messages:
         try:
             body = message.body_text or render_body(message.kind, message.context)
         except Exception as error:  # a broken template or context: a person must look
@@ -319,17 +333,16 @@ def _render(
             reason = f"cannot render the {message.kind} email: {type(error).__name__}: {error}"
             report.problems[f"cannot render the {message.kind} email"] += 1
             _record_failure(
-                session_factory, message.id, reason, report, BACKOFF_FIRST, park_after=1
+                session_factory, held, message.id, reason, report, BACKOFF_FIRST, park_after=1
             )
             continue
         ready.append(Outgoing(message.id, message.to_address, message.subject, body))
     return ready
 
 
-def _claim(
-    session_factory: Callable[[], Session], batch_size: int, lease: timedelta
-) -> list[_Claimed]:
+def _claim(session_factory: Callable[[], Session], batch_size: int, lease: timedelta) -> _Lease:
     now = utcnow()
+    until = now + lease
     with session_factory() as session, session.begin():
         begin_write(session)
         query = (
@@ -344,11 +357,12 @@ def _claim(
             query = query.with_for_update(skip_locked=True)
         messages = list(session.scalars(query))
         for message in messages:
-            message.locked_until = now + lease
-        return [
+            message.locked_until = until
+        claimed = [
             _Claimed(m.id, m.kind, m.to_address, m.subject, m.body_text, m.context)
             for m in messages
         ]
+        return _Lease(claimed, until)
 
 
 def _record_sent(session_factory: Callable[[], Session], message_id: int) -> None:
@@ -372,6 +386,7 @@ def _record_sent(session_factory: Callable[[], Session], message_id: int) -> Non
 
 def _record_failure(
     session_factory: Callable[[], Session],
+    held: _Lease,
     message_id: int,
     reason: str,
     report: DeliveryReport,
@@ -385,8 +400,18 @@ def _record_failure(
     OUTAGE_RETRY_MAX."""
     with session_factory() as session, session.begin():
         begin_write(session)
-        message = session.get(Message, message_id)
-        if message is None:  # withdrawn meanwhile
+        query = select(Message).where(
+            Message.id == message_id,
+            Message.state == MessageState.PENDING,
+            Message.locked_until == held.until,
+        )
+        if is_postgres(session):  # waits for a worker taking it over, then sees its lease
+            query = query.with_for_update()
+        message = session.scalars(query).one_or_none()
+        if message is None:  # withdrawn meanwhile, or another worker's now (even sent)
+            log.info(
+                "mail %s: no longer this batch's to record (withdrawn, or taken over)", message_id
+            )
             return
         counted = park_after is not None  # an attempt that says something about this message
         if counted:
@@ -407,14 +432,17 @@ def _record_failure(
         report.errors.append(reason)
 
 
-def _release(session_factory: Callable[[], Session], message_ids: list[int]) -> None:
-    """Hand claimed messages back untried: due as they were, for whichever worker comes next."""
+def _release(session_factory: Callable[[], Session], held: _Lease, message_ids: list[int]) -> None:
+    """Hand claimed messages back untried: due as they were, for whichever worker comes next.
+    Those another worker has taken over since are left under its lease."""
     if not message_ids:
         return
     with session_factory() as session, session.begin():
         begin_write(session)
         session.execute(
-            update(Message).where(Message.id.in_(message_ids)).values(locked_until=None)
+            update(Message)
+            .where(Message.id.in_(message_ids), Message.locked_until == held.until)
+            .values(locked_until=None)
         )
 
 
