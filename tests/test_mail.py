@@ -356,16 +356,25 @@ def _in_thread(work: Callable[[], object]) -> threading.Thread:
 LAPSING = timedelta(seconds=0.5)
 
 
-def test_a_batch_that_outlived_its_lease_parks_nothing_another_worker_sent(
-    app, client, make_letter, mailbox
-):
+def _lease_runs_out_mid_send(app, client, make_letter, mailbox, holds: int, max_attempts: int = 8):
+    """Two messages queued; a first batch under a short lease, held at its first message until
+    gates[0] opens, has outlived that lease. Returns its thread, reached and gates."""
     letter = make_letter()
     for i in range(2):
         client.post(f"/letters/{letter.slug}/sign", data=sign_data(email=f"p{i}@example.org"))
-    reached, gates = _hold_messages(mailbox, 1)
-    first = _in_thread(lambda: _deliver_batch(app, LAPSING, max_attempts=1))
+    reached, gates = _hold_messages(mailbox, holds)
+    first = _in_thread(lambda: _deliver_batch(app, LAPSING, max_attempts=max_attempts))
     assert reached[0].wait(5)
     time.sleep(LAPSING.total_seconds() + 0.1)
+    return first, reached, gates
+
+
+def test_a_batch_that_outlived_its_lease_parks_nothing_another_worker_sent(
+    app, client, make_letter, mailbox
+):
+    first, _reached, gates = _lease_runs_out_mid_send(
+        app, client, make_letter, mailbox, holds=1, max_attempts=1
+    )
     assert _deliver_batch(app, timedelta(minutes=2)).sent == 2  # took both over
     mailbox.refusal = "451 Try again later"  # what the first batch's message now hears
     gates[0].set()
@@ -381,13 +390,7 @@ def test_a_batch_that_outlived_its_lease_parks_nothing_another_worker_sent(
 def test_a_batch_that_outlived_its_lease_hands_back_nothing_another_worker_holds(
     app, client, make_letter, mailbox
 ):
-    letter = make_letter()
-    for i in range(2):
-        client.post(f"/letters/{letter.slug}/sign", data=sign_data(email=f"p{i}@example.org"))
-    reached, gates = _hold_messages(mailbox, 2)
-    first = _in_thread(lambda: _deliver_batch(app, LAPSING))
-    assert reached[0].wait(5)
-    time.sleep(LAPSING.total_seconds() + 0.1)
+    first, reached, gates = _lease_runs_out_mid_send(app, client, make_letter, mailbox, holds=2)
     second = _in_thread(lambda: _deliver_batch(app, timedelta(minutes=2)))
     assert reached[1].wait(5)  # the second batch holds both, sending the first
     gates[0].set()  # the first batch sends its message, then hands back the other
