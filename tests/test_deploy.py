@@ -6,86 +6,40 @@ import http.client
 import os
 import runpy
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, throwaway_certificate
-
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-def _site_here(tmp_path: Path, plain_port: int = 80, tls_port: int = 443) -> Path:
-    """deploy/nginx with this machine's paths, a throwaway certificate and the given ports:
-    returns the nginx.conf to give `nginx -c`. Every directive is otherwise nginx's to judge."""
-    if not os.access(NGINX, os.X_OK):
-        pytest.skip("nginx test: install nginx (apt-get install -y nginx) to run it")
-    cert, key = throwaway_certificate(tmp_path, "letters.example.org", "nginx test")
-    site = (DEPLOY / "nginx" / "petition.conf").read_text()
-    for example, here in {
-        "/etc/letsencrypt/live/letters.example.org/fullchain.pem": cert,
-        "/etc/letsencrypt/live/letters.example.org/privkey.pem": key,
-        "/var/cache/nginx/petition-count": tmp_path / "cache",
-        "/etc/nginx/snippets/petition-proxy.conf": DEPLOY / "nginx" / "petition-proxy.conf",
-        "/var/log/nginx/access.log": tmp_path / "access.log",
-        "/srv/petition/static/": f"{DEPLOY.parent / 'static'}/",
-        "listen 80;": f"listen 127.0.0.1:{plain_port};",
-        "listen 443 ssl http2;": f"listen 127.0.0.1:{tls_port} ssl http2;",
-        "listen [::]:80;": "",
-        "listen [::]:443 ssl http2;": "",
-        "listen 80 default_server;": f"listen 127.0.0.1:{plain_port} default_server;",
-        "listen 443 ssl default_server;": f"listen 127.0.0.1:{tls_port} ssl default_server;",
-        "listen [::]:80 default_server;": "",
-        "listen [::]:443 ssl default_server;": "",
-    }.items():
-        assert example in site
-        site = site.replace(example, str(here))
-    (tmp_path / "site.conf").write_text(site)
-    (tmp_path / "nginx.conf").write_text(
-        f"pid {tmp_path}/nginx.pid;\n"
-        "daemon off;\n"
-        "events {}\n"
-        f"http {{ access_log off; include {tmp_path}/site.conf; }}\n"
-    )
-    return tmp_path / "nginx.conf"
-
-
-def _nginx(config: Path, *args: str) -> list[str]:
-    return [
-        NGINX,
-        "-p",
-        str(config.parent),
-        "-c",
-        str(config),
-        "-e",
-        str(config.parent / "e.log"),
-        *args,
-    ]
+from tests.conftest import free_port
+from tests.nginx_site import (
+    DEPLOY,
+    http_get,
+    nginx_command,
+    running_nginx,
+    site_here,
+    wait_for_port,
+)
 
 
 def test_the_nginx_site_passes_nginx_t(tmp_path):
-    checked = subprocess.run(_nginx(_site_here(tmp_path), "-t"), capture_output=True, text=True)
+    checked = subprocess.run(
+        nginx_command(site_here(tmp_path), "-t"), capture_output=True, text=True
+    )
     assert checked.returncode == 0, checked.stderr
     assert "syntax is ok" in checked.stderr
 
 
 def test_nginx_logs_secret_links_without_their_token_and_always_sends_hsts(tmp_path):
-    plain, tls = free_port(), free_port()
-    nginx = subprocess.Popen(_nginx(_site_here(tmp_path, plain, tls)), stderr=subprocess.PIPE)
     secret_links = {
         "verify": "/verify/SECRETverify",
         "signature": "/signature/SECRETmanage",
         "news/stop": "/news/stop/SECRETnews",
         "deliveries": "/deliveries/SECRETdl",
     }
-    try:
-        wait_for_port(tls)
+    with running_nginx(tmp_path) as (plain, tls):
         for path in secret_links.values():
             assert http_get(plain, path)[0] == 301  # to HTTPS, and logged
             # no app behind it here, but logged all the same
@@ -97,10 +51,6 @@ def test_nginx_logs_secret_links_without_their_token_and_always_sends_hsts(tmp_p
         status, headers = http_get(tls, "/static/css/site.css", tls=True)
         assert status == 200
         assert headers.get_all("Cache-Control") == ["public, max-age=31536000, immutable"]
-    finally:
-        nginx.terminate()
-        nginx.wait(timeout=10)
-        nginx.stderr.close()
     log = (tmp_path / "access.log").read_text()
     assert "SECRET" not in log
     for kind in secret_links:
@@ -109,19 +59,12 @@ def test_nginx_logs_secret_links_without_their_token_and_always_sends_hsts(tmp_p
 
 
 def test_nginx_closes_requests_for_any_other_host_without_an_answer(tmp_path):
-    plain, tls = free_port(), free_port()
-    nginx = subprocess.Popen(_nginx(_site_here(tmp_path, plain, tls)), stderr=subprocess.PIPE)
-    try:
-        wait_for_port(tls)
+    with running_nginx(tmp_path) as (plain, tls):
         with pytest.raises(http.client.RemoteDisconnected):
             http_get(plain, "/", host="scanner.example")
         with pytest.raises(ssl.SSLError):  # refused in the handshake: no certificate shown
             http_get(tls, "/", tls=True, host="scanner.example")
         assert http_get(tls, "/static/css/site.css", tls=True)[0] == 200
-    finally:
-        nginx.terminate()
-        nginx.wait(timeout=10)
-        nginx.stderr.close()
 
 
 def test_gunicorn_settings_take_the_documented_environment_variables(monkeypatch):
@@ -269,31 +212,3 @@ def test_the_systemd_units_pass_systemd_analyze(tmp_path):
     assert len(units) == 3
     checked = subprocess.run([analyze, "verify", *units], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
-
-
-def wait_for_port(port: int, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
-
-
-def http_get(
-    port: int, path: str, *, tls: bool = False, host: str = "letters.example.org"
-) -> tuple[int, http.client.HTTPMessage]:
-    """The status and headers nginx answers with for `host` (named in TLS's SNI too)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    if tls:
-        context = ssl.create_default_context()
-        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        plain = socket.create_connection(("127.0.0.1", port), timeout=10)
-        connection.sock = context.wrap_socket(plain, server_hostname=host)
-    try:
-        connection.request("GET", path, headers={"Host": host})
-        answer = connection.getresponse()
-        return answer.status, answer.headers
-    finally:
-        connection.close()
