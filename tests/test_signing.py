@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from datetime import timedelta
 from hashlib import sha256
@@ -199,6 +200,87 @@ def test_a_repeat_queued_before_a_withdrawal_is_a_signing_afresh(client, make_le
     assert (signature.name, signature.state) == ("Jane Again", SignatureState.PENDING)
     assert "/verify/" in mailbox.body(mailbox.messages_to("jane@example.org")[-1])
     assert api_count(client, letter) == 0
+
+
+def _meanwhile(
+    app, monkeypatch, method: str, path: str
+) -> tuple[list[int], list[threading.Thread]]:
+    """Once the worker applying a repeat signing has read the signature, another visitor sends
+    `method` to `path` in a thread, given a second before the worker goes on (it may have to
+    wait for the worker). Returns [their status], once that thread is joined, and [the thread]."""
+    statuses: list[int] = []
+    threads: list[threading.Thread] = []
+    find = signatures._find
+
+    def read_then_someone_else_acts(session, letter_id, email_key):
+        found = find(session, letter_id, email_key)
+        visitor = app.test_client()
+        thread = threading.Thread(
+            target=lambda: statuses.append(visitor.open(path, method=method).status_code)
+        )
+        thread.start()
+        thread.join(1.0)
+        threads.append(thread)
+        return found
+
+    monkeypatch.setattr(signatures, "_find", read_then_someone_else_acts)
+    return statuses, threads
+
+
+def test_a_confirmation_meeting_a_repeat_being_applied_never_confirms_what_it_did_not_show(
+    app, client, make_letter, mailbox, monkeypatch
+):
+    letter = make_letter()
+    assert client.post(f"/letters/{letter.slug}/sign", data=sign_data()).status_code == 303
+    mailbox.deliver()
+    first_link = mailbox.link("jane@example.org", "/verify/")
+    planted = sign_data(name="Jane Doe (Hackney)", show_name="y", share_email="y")
+    assert client.post(f"/letters/{letter.slug}/sign", data=planted).status_code == 303
+    statuses, threads = _meanwhile(app, monkeypatch, "POST", first_link)
+    mailbox.deliver()  # applies the repeat while the first link's button is pressed
+    [thread] = threads
+    thread.join(10)
+
+    signature = fresh_session().scalar(select(Signature))
+    if signature.state is SignatureState.VERIFIED:  # the press came first: what its page showed
+        assert statuses == [200]
+        assert (signature.name, signature.show_name, signature.share_email) == (
+            "Jane Doe",
+            False,
+            False,
+        )
+    else:  # the repeat came first: its fresh link replaced the first one
+        assert statuses == [404]
+        assert (signature.name, signature.show_name) == ("Jane Doe (Hackney)", True)
+
+
+def test_a_withdrawal_meeting_a_repeat_being_applied_leaves_no_mail_for_the_deleted_signature(
+    app, client, make_letter, mailbox, monkeypatch
+):
+    letter = make_letter()
+    manage_path = sign_and_confirm(client, mailbox, letter)
+    assert client.post(f"/letters/{letter.slug}/sign", data=sign_data()).status_code == 303
+    statuses, threads = _meanwhile(app, monkeypatch, "POST", f"{manage_path}/withdraw")
+    mailbox.clear()
+    mailbox.deliver()  # applies the repeat while the signer withdraws
+    [thread] = threads
+    thread.join(10)
+    mailbox.deliver()
+
+    signature = fresh_session().scalar(select(Signature))
+    subjects = [m["Subject"] for m in mailbox.messages_to("jane@example.org")]
+    parked = fresh_session().scalars(select(Message).where(Message.state == MessageState.FAILED))
+    assert list(parked) == []
+    if signature is None:  # the withdrawal came first; the repeat was then a signing afresh
+        assert statuses == [200]
+        assert [s.split(":")[0] for s in subjects] == [
+            "Your signature has been removed",
+            "Please confirm your signature",
+        ]
+    else:  # the repeat came first: a new manage link, and the old one is out of date
+        assert statuses == [404]
+        assert signature.state is SignatureState.VERIFIED
+        assert [s.split(":")[0] for s in subjects] == ["You have already signed"]
 
 
 def test_a_repeat_before_confirmation_replaces_what_the_first_form_said(

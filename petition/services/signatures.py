@@ -354,10 +354,14 @@ def _verify_link_message(
 
 
 def _find(session: Session, letter_id: int, email_key: str) -> Signature | None:
+    """The signature, locked until the transaction ends (on PostgreSQL: SQLite's writers take
+    turns). The repeat signing decides from its state and writes it back: unlocked, a confirmation
+    or a withdrawal committed in between would be written over (a confirmed signature given
+    choices nobody confirmed) or written under (mail queued for a signature being deleted)."""
     query = select(Signature).where(
         Signature.letter_id == letter_id, Signature.email_key == email_key
     )
-    return session.scalar(query)
+    return session.scalar(query.with_for_update())
 
 
 def _verify_lifetime() -> timedelta:
@@ -637,12 +641,13 @@ _CONFIRM = driver.Prepared(lambda _dialect: _confirm_statement())
 _COUNT_ONE = driver.Prepared(_count_one_statement)
 
 
-def find_by_manage_token(session: Session, raw: str) -> Signature:
-    """The confirmed signature a "manage my signature" link belongs to, or InvalidToken."""
+def find_by_manage_token(session: Session, raw: str, *, lock: bool = False) -> Signature:
+    """The confirmed signature a "manage my signature" link belongs to, or InvalidToken.
+    lock: for a change decided from what is read (held until the transaction ends)."""
     signature = None
     if tokens.looks_like_token(raw):
         query = select(Signature).where(Signature.manage_token_hash == tokens.digest(raw))
-        signature = session.scalar(query)
+        signature = session.scalar(query.with_for_update() if lock else query)
     if signature is None:
         raise InvalidToken(
             str(
@@ -669,8 +674,12 @@ def set_preferences(
 
 
 def withdraw(session: Session, raw: str) -> Letter:
-    """Delete a signature and everything personal about it, and take it off the count."""
-    signature = find_by_manage_token(session, raw)
+    """Delete a signature and everything personal about it, and take it off the count.
+
+    Locked before anything is decided: a repeat signing being applied meanwhile (it gives the
+    signature a new manage link) finishes first, and this link is then out of date, as its page
+    says; one applied afterwards finds no signature and is a signing afresh."""
+    signature = find_by_manage_token(session, raw, lock=True)
     letter = session.get_one(Letter, signature.letter_id)
     email, name, was_verified = signature.email, signature.name, signature.state
     mail.discard_for_signatures(session, [signature.id])
