@@ -147,6 +147,7 @@ def _deliver_due(
                 max_attempts=app.config["MAIL_MAX_ATTEMPTS"],
                 lease=timedelta(seconds=app.config["MAIL_LEASE_SECONDS"]),
                 first_retry=timedelta(seconds=app.config["MAIL_RETRY_SECONDS"]),
+                stop=stop,
             )
         except Exception as error:
             log.exception("mail delivery failed; will retry")

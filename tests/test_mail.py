@@ -404,6 +404,34 @@ def test_a_batch_that_outlived_its_lease_hands_back_nothing_another_worker_holds
     assert received == {"p0@example.org": 2, "p1@example.org": 1}
 
 
+def test_a_worker_asked_to_stop_finishes_the_message_in_hand_and_hands_back_the_rest(
+    app, client, make_letter, mailbox
+):
+    letter = make_letter()
+    for i in range(6):
+        client.post(f"/letters/{letter.slug}/sign", data=sign_data(email=f"p{i}@example.org"))
+
+    async def slowly() -> None:
+        await asyncio.sleep(0.3)
+
+    mailbox.before_data = slowly
+    stop = threading.Event()
+    worker = _in_thread(lambda: run_worker(app, stop))
+    deadline = time.monotonic() + 10
+    while not mailbox.messages and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()  # as SIGTERM does
+    worker.join(10)
+    assert not worker.is_alive()
+
+    sent = len(mailbox.messages)
+    assert 1 <= sent <= 2  # the one arrived, and perhaps the one then in hand
+    messages = fresh_session().scalars(select(Message)).all()
+    unsent = [m for m in messages if m.state is MessageState.PENDING]
+    assert len(unsent) == 6 - sent
+    assert all(m.locked_until is None and m.attempts == 0 for m in unsent)  # due at once
+
+
 @pytest.mark.parametrize("machine_up_for", [None, 12.0], ids=["this-clock", "just-booted"])
 def test_parked_messages_are_deleted_after_the_set_days(
     app, client, make_letter, mailbox, monkeypatch, machine_up_for

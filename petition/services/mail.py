@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import smtplib
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -217,6 +218,7 @@ def deliver_pending(
     batch_size: int = BATCH_SIZE,
     lease: timedelta = DEFAULT_LEASE,
     first_retry: timedelta = BACKOFF_FIRST,
+    stop: threading.Event | None = None,
 ) -> DeliveryReport:
     """Send one batch of due messages. Safe to run in several workers at once.
 
@@ -226,7 +228,8 @@ def deliver_pending(
     still sending when half its lease has gone (a slow mail server) hands the rest back rather
     than send what another worker may by then have taken over. Whatever a batch records but
     "sent" applies only while the message is still under its own lease (see _Lease): a batch that
-    outlived it neither parks nor hands back what another worker now holds.
+    outlived it neither parks nor hands back what another worker now holds. Once `stop` is set
+    (the worker is asked to end) the message in hand is finished and the rest handed back.
 
     A mail server that cannot be reached says nothing about the messages: they are never parked
     for it (see OUTAGE_RETRY_MAX). When the connection breaks mid-batch, the message being sent
@@ -251,7 +254,8 @@ def deliver_pending(
         return report
     try:
         for position, outgoing in enumerate(claimed):
-            if position and time.monotonic() > hand_back_after:  # one at least, however slow
+            stopping = stop is not None and stop.is_set()
+            if position and (stopping or time.monotonic() > hand_back_after):  # one at least
                 _release(session_factory, held, [later.id for later in claimed[position:]])
                 break
             try:
