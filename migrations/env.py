@@ -28,6 +28,12 @@ def run_online() -> None:
         create=bool(config.attributes.get("create_database")),
     )
     with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # A writer from the start, after the site's writers' turn (petition.db): begun as a
+            # reader, a migration that reads a table before rebuilding it failed at its first
+            # write ("database is locked") whenever the site committed anything in between.
+            connection.execution_options(sqlite_immediate=True)
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
@@ -35,7 +41,6 @@ def run_online() -> None:
             render_as_batch=True,
             compare_type=True,
         )
-        sqlite = connection.dialect.name == "sqlite"
         if sqlite:
             _sqlite_foreign_keys(connection, on=False)
         try:

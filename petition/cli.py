@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
-from petition import create_app, links, logs, migrate, text
+from petition import backup, create_app, links, logs, migrate, text
 from petition.config import ConfigError
 from petition.dates import NoSuchDay, NotADay, end_of_day, parse_day
 from petition.db import (
@@ -222,6 +222,23 @@ def db_upgrade(revision: str) -> None:
         click.echo(f"The database {shown} is already at {after}: nothing to do.")
     else:
         click.echo(f"Upgraded the database {shown} from {before or 'empty'} to {after}.")
+
+
+@db.command("backup")
+@click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))
+def db_backup(destination: Path) -> None:
+    """Copy a SQLite database, while the site runs, to DESTINATION (a new file).
+
+    A copy of the file itself taken while the site writes is corrupt. For PostgreSQL use
+    pg_dump (docs/operators.md)."""
+    try:
+        made = backup.back_up_sqlite(current_app.config["DATABASE_URL"], destination)
+    except backup.BackupRefused as refused:
+        raise click.ClickException(str(refused)) from None
+    click.echo(
+        f"Backed up {made.signatures:,} signatures to {made.path} "
+        f"({made.size / 1_000_000:.1f} MB, checked)."
+    )
 
 
 # ignore_unknown_options: "-1", as the help offers, is the revision, not an option.

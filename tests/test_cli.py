@@ -8,7 +8,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 
+import pytest
 from sqlalchemy import select, update
 
 from petition.cli import cli
@@ -357,3 +359,52 @@ def test_publish_and_close_from_the_command_line(app, make_letter, tmp_path):
     failed = run(app, "letters", "export", draft.slug, "-o", str(tmp_path / "no" / "x.csv"))
     assert failed.exit_code == 1
     assert "Cannot write" in failed.output and "No such file or directory" in failed.output
+
+
+def test_db_backup_copies_a_sqlite_database_while_it_is_written(
+    app, client, mailbox, make_letter, tmp_path
+):
+    url = app.config["DATABASE_URL"]
+    if not url.startswith("sqlite"):
+        pytest.skip("SQLite test: PostgreSQL is backed up with pg_dump")
+    letter = make_letter()
+    for number in range(3):
+        sign_and_confirm(client, mailbox, letter, email=f"s{number}@example.org")
+    stop = threading.Event()
+
+    def write_all_the_time() -> None:
+        with app.app_context():
+            while not stop.is_set():
+                with transaction() as session:
+                    session.execute(update(Letter).values(title=Letter.title))
+
+    writer = threading.Thread(target=write_all_the_time)
+    writer.start()
+    try:
+        made = run(app, "db", "backup", str(tmp_path / "copy.sqlite3"))
+    finally:
+        stop.set()
+        writer.join(10)
+    assert made.exit_code == 0, made.output
+    assert "Backed up 3 signatures to" in made.output and "checked" in made.output
+    copy = tmp_path / "copy.sqlite3"
+    assert copy.stat().st_mode & 0o777 == 0o600
+    with sqlite3.connect(copy) as database:
+        assert database.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert database.execute("SELECT count(*) FROM signature").fetchone()[0] == 3
+
+    again = run(app, "db", "backup", str(copy))
+    assert again.exit_code == 1
+    assert "already exists: name a new file" in again.output
+    nowhere = run(app, "db", "backup", str(tmp_path / "no" / "such" / "copy.sqlite3"))
+    assert nowhere.exit_code == 1
+    assert "There is no folder" in nowhere.output
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_db_backup_sends_postgresql_to_pg_dump(app, tmp_path):
+    app.config["DATABASE_URL"] = "postgresql+psycopg://petition@127.0.0.1:5432/petition"
+    refused = run(app, "db", "backup", str(tmp_path / "copy"))
+    assert refused.exit_code == 1
+    assert "Back up PostgreSQL with pg_dump" in refused.output
+    assert not (tmp_path / "copy").exists()
