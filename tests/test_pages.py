@@ -200,6 +200,39 @@ def test_signatory_list_is_paginated_and_public_names_only(client, make_letter, 
         assert client.get(f"/letters/{letter.slug}/signatories?page={odd}").status_code == 200
 
 
+def test_every_listed_signatory_is_on_exactly_one_page_in_signing_order(make_letter):
+    """Pages are found from whichever end of the list is nearer; signatures confirmed in the
+    same instant keep their order (by id) either way."""
+    letter = make_letter()
+    start = utcnow()
+    with transaction() as session:
+        for number in range(140):
+            session.add(
+                Signature(
+                    letter_id=letter.id,
+                    name=f"Person{number:03d} Surname",
+                    email=f"p{number}@example.org",
+                    email_key=f"p{number}@example.org",
+                    show_name=number % 14 != 13,  # some chose not to be listed
+                    state=SignatureState.VERIFIED if number < 135 else SignatureState.PENDING,
+                    verify_token_hash=f"{number:064d}",
+                    verify_expires_at=start,
+                    verified_at=start + timedelta(seconds=number // 3) if number < 135 else None,
+                )
+            )
+    session = fresh_session()
+    total = signatories.listed(session, letter)
+    expected = [f"Person{n:03d} S." for n in range(135) if n % 14 != 13]
+    assert total == len(expected) == 126
+    pages = [signatories.page(session, letter, number) for number in (1, 2, 3)]
+    assert [page.number for page in pages] == [1, 2, 3]
+    assert [len(page.items) for page in pages] == [50, 50, 26]
+    assert [item.name for page in pages for item in page.items] == expected
+    assert signatories.page(session, letter, 4).items == pages[2].items  # beyond: the last
+    # A total a few seconds old (as the page is given it) still gives whole pages.
+    assert len(signatories.page(session, letter, 3, total - 3).items) == 23
+
+
 def test_home_lists_open_letters_by_count_or_date_with_search_and_an_archive(
     client, make_letter, mailbox
 ):

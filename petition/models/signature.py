@@ -29,6 +29,19 @@ class Signature(Base):
             sqlite_where=text("manage_token_hash IS NOT NULL"),
             postgresql_where=text("manage_token_hash IS NOT NULL"),
         ),
+        # The public list (services/signatories.py) in its order: a page is found by walking
+        # this index alone. Its condition is the list's, word for word (see LISTED), or the
+        # databases would not use it; `state` among the columns too, or SQLite prefers the
+        # index above, which has it, and reads every signature's row for show_name.
+        Index(
+            "ix_signature_listed",
+            "letter_id",
+            "state",
+            "verified_at",
+            "id",
+            sqlite_where=text("state = 'verified' AND show_name = 1"),
+            postgresql_where=text("state = 'verified' AND show_name = true"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

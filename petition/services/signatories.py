@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select, true
 from sqlalchemy.orm import Session
 
 from petition.models import Letter, Signature, SignatureState
@@ -98,13 +98,18 @@ def _words(text: str) -> list[str]:
     return words
 
 
-def _shown(letter: Letter):
-    columns = [Signature.name, Signature.organisation, Signature.comment, Signature.verified_at]
-    return select(*columns).where(
-        Signature.letter_id == letter.id,
-        Signature.state == SignatureState.VERIFIED,
-        Signature.show_name.is_(True),
-    )
+# The signatures on the public list, written as ix_signature_listed's condition (constants, not
+# bound values) so that both databases find the list in that index alone.
+LISTED = (Signature.state == literal_column(f"'{SignatureState.VERIFIED.value}'")) & (
+    Signature.show_name == true()
+)
+_COLUMNS = (Signature.name, Signature.organisation, Signature.comment, Signature.verified_at)
+_OLDEST_FIRST = (Signature.verified_at, Signature.id)
+_NEWEST_FIRST = (Signature.verified_at.desc(), Signature.id.desc())
+
+
+def _listed(letter: Letter, *columns):
+    return select(*columns).where(Signature.letter_id == letter.id, LISTED)
 
 
 def _signatory(row) -> PublicSignatory:
@@ -114,8 +119,13 @@ def _signatory(row) -> PublicSignatory:
 
 def recent(session: Session, letter: Letter, limit: int = 5) -> list[PublicSignatory]:
     """The newest public signatories, newest first."""
-    query = _shown(letter).order_by(Signature.verified_at.desc(), Signature.id.desc())
-    return [_signatory(row) for row in session.execute(query.limit(limit))]
+    query = _listed(letter, *_COLUMNS).order_by(*_NEWEST_FIRST).limit(limit)
+    return [_signatory(row) for row in session.execute(query)]
+
+
+def listed(session: Session, letter: Letter) -> int:
+    """How many signatories the public list has."""
+    return session.scalar(_listed(letter, func.count())) or 0
 
 
 @dataclass(frozen=True)
@@ -137,14 +147,24 @@ class Page:
         return self.number < self.pages
 
 
-def page(session: Session, letter: Letter, number: int) -> Page:
-    """One page of public signatories, oldest first so pages stay stable as people sign."""
-    total = session.scalar(select(func.count()).select_from(_shown(letter).subquery())) or 0
+def page(session: Session, letter: Letter, number: int, total: int | None = None) -> Page:
+    """One page of public signatories, oldest first so pages stay stable as people sign.
+
+    `total`: listed() as the caller knows it (a cached figure a few seconds old will do). A
+    page is found in ix_signature_listed alone, from whichever end of the list is nearer (the
+    last pages, the newest signers, are the ones most asked for), and only its own rows are
+    read from the table: an OFFSET over the table read every signature before the page.
+    """
+    if total is None:
+        total = listed(session, letter)
     number = min(max(number, 1), max(1, -(-total // PER_PAGE)))
-    query = (
-        _shown(letter)
-        .order_by(Signature.verified_at, Signature.id)
-        .offset((number - 1) * PER_PAGE)
-        .limit(PER_PAGE)
-    )
+    before = (number - 1) * PER_PAGE
+    on_page = max(min(PER_PAGE, total - before), 0)
+    after = total - before - on_page
+    if after < before:
+        order, skip, size = _NEWEST_FIRST, after, on_page
+    else:
+        order, skip, size = _OLDEST_FIRST, before, PER_PAGE
+    ids = _listed(letter, Signature.id).order_by(*order).offset(skip).limit(size).subquery()
+    query = select(*_COLUMNS).join(ids, Signature.id == ids.c.id).order_by(*_OLDEST_FIRST)
     return Page([_signatory(row) for row in session.execute(query)], number, total)

@@ -9,7 +9,7 @@ from petition.cache import remember
 from petition.db import utcnow
 from petition.errors import DomainError
 from petition.models import Letter
-from petition.services import exports, letters
+from petition.services import exports, letters, signatories
 from petition.services.counts import CountCache
 
 
@@ -31,6 +31,18 @@ def signable_letter(slug: str) -> letters.SignableLetter:
         current_app.config["COUNT_CACHE_SECONDS"],
         lambda: letters.get_signable(db.get_session(), slug),
     )
+
+
+def cached_listed(session: Session, letter: Letter) -> int:
+    """How many signatories the letter's public list has, shared as a count is (a few seconds
+    old at most): counting them cost every page of the list a read of the whole index."""
+    kept = remember(
+        current_app.extensions["petition.cache"],
+        f"listed:{letter.id}",
+        current_app.config["COUNT_CACHE_SECONDS"],
+        lambda: str(signatories.listed(session, letter)).encode(),
+    )
+    return int(kept)
 
 
 def forget_count(letter_id: int) -> None:

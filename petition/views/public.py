@@ -29,7 +29,7 @@ from petition.limits import check_signing, minutes_to_wait, seconds_to_wait
 from petition.models import Letter
 from petition.services import letters, news, signatories, signatures
 from petition.services.letters import LetterRef
-from petition.views import cached_count, forget_count, signable_letter
+from petition.views import cached_count, cached_listed, forget_count, signable_letter
 from petition.web import NO_STORE, allow_framing
 
 bp = Blueprint("public", __name__)
@@ -180,7 +180,7 @@ def signatory_list(slug: str):
     session = get_session()
     letter = letters.get_public(session, slug)
     wanted = text.whole_number(request.args.get("page", "1"), 1, MAX_PAGE) or 1
-    shown = signatories.page(session, letter, wanted)
+    shown = signatories.page(session, letter, wanted, cached_listed(session, letter))
     return render_template(
         "public/signatories.html",
         letter=letter,
