@@ -10,18 +10,26 @@ from email_validator import EmailNotValidError, validate_email
 # ordinary character, and a blanket rule would merge different people's mailboxes.
 PLUS_TAG_DOMAINS = frozenset(
     {
+        # Google
         "gmail.com",
         "googlemail.com",
-        "outlook.com",
-        "hotmail.com",
-        "hotmail.co.uk",
-        "live.com",
-        "live.co.uk",
+        # Microsoft's consumer mail, under each of its names (the commonest in Europe)
+        *(f"hotmail.{tld}" for tld in ("com", "co.uk", "fr", "de", "it", "es", "nl", "be")),
+        *(f"outlook.{tld}" for tld in ("com", "fr", "de", "it", "es")),
+        *(f"live.{tld}" for tld in ("com", "co.uk", "fr", "de", "it", "nl", "be", "ie", "ca")),
+        "msn.com",
+        "windowslive.com",
+        # Apple
         "icloud.com",
         "me.com",
+        "mac.com",
+        # Fastmail, Proton, Yahoo
         "fastmail.com",
+        "fastmail.fm",
         "protonmail.com",
+        "protonmail.ch",
         "proton.me",
+        "pm.me",
         "yahoo.com",
         "yahoo.co.uk",
     }
