@@ -166,22 +166,31 @@ def test_people_are_greeted_by_name_in_the_order_it_is_spoken(name, spoken):
     assert signatories.spoken_name(name) == spoken
 
 
+def _signed(letter, number: int, name: str, **columns) -> Signature:
+    """Signature `number` on the letter, confirmed unless `state` says otherwise."""
+    return Signature(
+        letter_id=letter.id,
+        name=name,
+        email=f"p{number}@example.org",
+        email_key=f"p{number}@example.org",
+        verify_token_hash=f"{number:064d}",
+        verify_expires_at=utcnow(),
+        **{"state": SignatureState.VERIFIED} | columns,
+    )
+
+
 def test_signatory_list_is_paginated_and_public_names_only(client, make_letter, mailbox):
     letter = make_letter(ask_organisation=True, ask_comment=True)
     with transaction() as session:
         for number in range(60):
             session.add(
-                Signature(
-                    letter_id=letter.id,
-                    name=f"Person{number:02d} Surname",
-                    email=f"p{number}@example.org",
-                    email_key=f"p{number}@example.org",
+                _signed(
+                    letter,
+                    number,
+                    f"Person{number:02d} Surname",
                     organisation="Union branch" if number == 0 else None,
                     comment="Go on!" if number == 0 else None,
                     show_name=number % 10 != 9,  # six of them chose not to be listed
-                    state=SignatureState.VERIFIED,
-                    verify_token_hash=f"{number:064d}",
-                    verify_expires_at=utcnow(),
                     verified_at=utcnow() + timedelta(seconds=number),
                 )
             )
@@ -207,17 +216,15 @@ def test_every_listed_signatory_is_on_exactly_one_page_in_signing_order(make_let
     start = utcnow()
     with transaction() as session:
         for number in range(140):
+            confirmed = number < 135
             session.add(
-                Signature(
-                    letter_id=letter.id,
-                    name=f"Person{number:03d} Surname",
-                    email=f"p{number}@example.org",
-                    email_key=f"p{number}@example.org",
+                _signed(
+                    letter,
+                    number,
+                    f"Person{number:03d} Surname",
                     show_name=number % 14 != 13,  # some chose not to be listed
-                    state=SignatureState.VERIFIED if number < 135 else SignatureState.PENDING,
-                    verify_token_hash=f"{number:064d}",
-                    verify_expires_at=start,
-                    verified_at=start + timedelta(seconds=number // 3) if number < 135 else None,
+                    state=SignatureState.VERIFIED if confirmed else SignatureState.PENDING,
+                    verified_at=start + timedelta(seconds=number // 3) if confirmed else None,
                 )
             )
     session = fresh_session()
