@@ -49,6 +49,11 @@ def back_up_sqlite(database_url: str, destination: Path) -> Backup:
     try:
         # Empty, new and ours alone before SQLite writes into it: backups hold political opinions.
         os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        raise BackupRefused(
+            f"{partial} is there already: a backup being made now, or one that was stopped "
+            "half-way. Delete it if no backup is running, and try again."
+        ) from None
     except OSError as error:
         raise BackupRefused(f"Cannot write {partial}: {error.strerror}.") from None
     try:
@@ -59,11 +64,24 @@ def back_up_sqlite(database_url: str, destination: Path) -> Backup:
             signatures = copy.execute("SELECT count(*) FROM signature").fetchone()[0]
         if checked != "ok":
             raise BackupRefused(f"The copy did not pass SQLite's integrity check: {checked}")
-        partial.rename(destination)
+        _on_disk(partial)
+        try:  # a link, unlike a rename, never replaces a file made there meanwhile
+            os.link(partial, destination)
+        except FileExistsError:
+            raise BackupRefused(f"{destination} already exists: name a new file.") from None
+        _on_disk(destination.parent)
     except sqlite3.Error as error:
-        partial.unlink(missing_ok=True)
         raise BackupRefused(f"Cannot back up {source}: {error}.") from None
-    except BaseException:
+    finally:
         partial.unlink(missing_ok=True)
-        raise
     return Backup(destination, destination.stat().st_size, signatures)
+
+
+def _on_disk(path: Path) -> None:
+    """fsync a file, or a folder's entries: a backup that a power cut can leave half-written
+    under its final name is worse than none."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

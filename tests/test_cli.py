@@ -400,6 +400,11 @@ def test_db_backup_copies_a_sqlite_database_while_it_is_written(
     assert nowhere.exit_code == 1
     assert "There is no folder" in nowhere.output
     assert not list(tmp_path.glob("*.partial"))
+    (tmp_path / "other.sqlite3.partial").write_bytes(b"")  # a backup killed half-way
+    leftover = run(app, "db", "backup", str(tmp_path / "other.sqlite3"))
+    assert leftover.exit_code == 1
+    assert "stopped half-way. Delete it if no backup is running" in leftover.output
+    assert (tmp_path / "other.sqlite3.partial").exists()  # not ours to delete
 
 
 def test_db_backup_sends_postgresql_to_pg_dump(app, tmp_path):

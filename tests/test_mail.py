@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from petition import db
 from petition.cli import cli
 from petition.db import get_session, transaction, utcnow
-from petition.mailer import backend_from_config
+from petition.mailer import SMTPBackend, backend_from_config
 from petition.models import CountEvent, Message, MessageState
 from petition.services import mail
 from petition.worker import run_worker
@@ -430,6 +430,34 @@ def test_a_worker_asked_to_stop_finishes_the_message_in_hand_and_hands_back_the_
     unsent = [m for m in messages if m.state is MessageState.PENDING]
     assert len(unsent) == 6 - sent
     assert all(m.locked_until is None and m.attempts == 0 for m in unsent)  # due at once
+
+
+def test_a_worker_asked_to_stop_while_connecting_sends_nothing_and_hands_back_all(
+    app, client, make_letter, mailbox
+):
+    letter = make_letter()
+    for i in range(3):
+        client.post(f"/letters/{letter.slug}/sign", data=sign_data(email=f"p{i}@example.org"))
+    stop = threading.Event()
+
+    class StoppedWhileConnecting(SMTPBackend):
+        def __enter__(self) -> SMTPBackend:
+            stop.set()  # SIGTERM, as the connection is being made
+            return super().__enter__()
+
+    with app.app_context():
+        report = mail.deliver_pending(
+            db.new_session,
+            StoppedWhileConnecting(app.config),
+            app.config["MAIL_FROM"],
+            max_attempts=8,
+            stop=stop,
+        )
+    assert (report.attempted, mailbox.messages) == (0, [])
+    messages = fresh_session().scalars(select(Message)).all()
+    assert [(m.state, m.locked_until, m.attempts) for m in messages] == [
+        (MessageState.PENDING, None, 0)
+    ] * 3
 
 
 @pytest.mark.parametrize("machine_up_for", [None, 12.0], ids=["this-clock", "just-booted"])

@@ -1,12 +1,11 @@
 """Migrations run both ways and match the models."""
 
 import threading
-import time
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 
 from petition import migrate
 from petition.db import Base, transaction
@@ -59,36 +58,38 @@ def test_a_downgrade_keeps_every_signature_and_its_mail(app, client, mailbox, ma
 
 def test_an_upgrade_on_sqlite_goes_through_while_the_site_writes(app, make_letter):
     """The rebuild of `signature` (9d3a6c1e5f27) reads the table before it writes: begun as a
-    reader, it failed whenever the site committed in between. It now waits for the writers'
-    turn and the site's writes wait for it."""
+    reader, it failed ("database is locked") when the site committed in between. It now waits
+    for the writers' turn, and the site's writes wait for it."""
     url = app.config["DATABASE_URL"]
     if not url.startswith("sqlite"):
         pytest.skip("SQLite test: PostgreSQL's migrations take their locks as they go")
     letter = make_letter()
     head = migrate.current_revision(url)
     migrate.downgrade(url, "e4b81f2c6a90")
-    stop = threading.Event()
-    writes = []
+    written = threading.Event()
 
-    def write_all_the_time() -> None:
-        with app.app_context():
-            while not stop.is_set():
-                with transaction() as session:
-                    session.execute(
-                        text("UPDATE letter SET title = title WHERE id = :id"), {"id": letter.id}
-                    )
-                writes.append(time.monotonic())
+    def site_writes() -> None:
+        with app.app_context(), transaction() as session:
+            session.execute(
+                text("UPDATE letter SET title = :title WHERE id = :id"),
+                {"title": "Renamed while migrating", "id": letter.id},
+            )
+        written.set()
 
-    writer = threading.Thread(target=write_all_the_time)
-    writer.start()
+    site = []
+
+    def as_the_rebuild_begins_to_write(_conn, _cursor, statement: str, *_args) -> None:
+        if statement.lstrip().startswith("CREATE TABLE _alembic_tmp_signature") and not site:
+            site.append(threading.Thread(target=site_writes))
+            site[0].start()
+            written.wait(0.5)  # committed at once, unless the migration holds the writers' turn
+
+    event.listen(Engine, "before_cursor_execute", as_the_rebuild_begins_to_write)
     try:
-        while len(writes) < 20:
-            time.sleep(0.01)
         migrate.upgrade(url)
-        written_during = len(writes)
-        time.sleep(0.2)
     finally:
-        stop.set()
-        writer.join(10)
+        event.remove(Engine, "before_cursor_execute", as_the_rebuild_begins_to_write)
+        for thread in site:
+            thread.join(10)
     assert migrate.current_revision(url) == head
-    assert len(writes) > written_during  # the site's writes went on afterwards
+    assert written.is_set()  # the site's write went through once the migration was done

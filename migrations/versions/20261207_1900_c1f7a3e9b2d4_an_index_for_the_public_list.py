@@ -16,7 +16,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 NAME = "ix_signature_listed"
-COLUMNS = ["letter_id", "state", "verified_at", "id"]
+COLUMNS = ["letter_id", "state", "show_name", "verified_at", "id"]
 
 
 def upgrade() -> None:

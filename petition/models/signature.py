@@ -31,12 +31,13 @@ class Signature(Base):
         ),
         # The public list (services/signatories.py) in its order: a page is found by walking
         # this index alone. Its condition is the list's, word for word (see LISTED), or the
-        # databases would not use it; `state` among the columns too, or SQLite prefers the
-        # index above, which has it, and reads every signature's row for show_name.
+        # databases would not use it; `state` and `show_name` among the columns too, or SQLite
+        # prefers the index above and reads each signature's row for show_name.
         Index(
             "ix_signature_listed",
             "letter_id",
             "state",
+            "show_name",
             "verified_at",
             "id",
             sqlite_where=text("state = 'verified' AND show_name = 1"),

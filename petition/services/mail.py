@@ -229,7 +229,8 @@ def deliver_pending(
     than send what another worker may by then have taken over. Whatever a batch records but
     "sent" applies only while the message is still under its own lease (see _Lease): a batch that
     outlived it neither parks nor hands back what another worker now holds. Once `stop` is set
-    (the worker is asked to end) the message in hand is finished and the rest handed back.
+    (the worker is asked to end) the message in hand, if any, is finished and the rest handed
+    back.
 
     A mail server that cannot be reached says nothing about the messages: they are never parked
     for it (see OUTAGE_RETRY_MAX). When the connection breaks mid-batch, the message being sent
@@ -241,6 +242,9 @@ def deliver_pending(
     if not claimed:
         return report
     hand_back_after = time.monotonic() + lease.total_seconds() / 2
+    if _stopping(stop):  # asked to end while claiming: nothing is in hand yet
+        _release(session_factory, held, [message.id for message in claimed])
+        return report
     try:
         connection = backend.__enter__()
     except OSError as error:  # smtplib's errors too
@@ -254,8 +258,9 @@ def deliver_pending(
         return report
     try:
         for position, outgoing in enumerate(claimed):
-            stopping = stop is not None and stop.is_set()
-            if position and (stopping or time.monotonic() > hand_back_after):  # one at least
+            # One message at least however slow the server, none once asked to stop.
+            late = position and time.monotonic() > hand_back_after
+            if late or _stopping(stop):
                 _release(session_factory, held, [later.id for later in claimed[position:]])
                 break
             try:
@@ -281,6 +286,10 @@ def deliver_pending(
     finally:
         backend.__exit__(None, None, None)
     return report
+
+
+def _stopping(stop: threading.Event | None) -> bool:
+    return stop is not None and stop.is_set()
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, literal_column, select, true
+from sqlalchemy import func, literal, literal_column, select, true, tuple_
 from sqlalchemy.orm import Session
 
 from petition.models import Letter, Signature, SignatureState
@@ -123,9 +124,37 @@ def recent(session: Session, letter: Letter, limit: int = 5) -> list[PublicSigna
     return [_signatory(row) for row in session.execute(query)]
 
 
-def listed(session: Session, letter: Letter) -> int:
-    """How many signatories the public list has."""
-    return session.scalar(_listed(letter, func.count())) or 0
+@dataclass(frozen=True)
+class Listed:
+    """The public list as one read saw it: how many, and the newest of them (confirmed when,
+    and its id). Pages counted with a total kept for a few seconds keep to the list as it was
+    then, or every page counted from the end would shift by the signers since."""
+
+    total: int
+    newest: tuple[datetime, int] | None
+
+    def encode(self) -> bytes:
+        """For the shared cache."""
+        at, newest_id = self.newest or (None, None)
+        return json.dumps([self.total, at.isoformat() if at else None, newest_id]).encode()
+
+    @classmethod
+    def decode(cls, kept: bytes) -> Listed:
+        total, at, newest_id = json.loads(kept)
+        return cls(total, (datetime.fromisoformat(at), newest_id) if at else None)
+
+
+def listed(session: Session, letter: Letter) -> Listed:
+    """The public list now: how many, and the newest (one statement, one snapshot)."""
+
+    def newest(column):
+        return _listed(letter, column).order_by(*_NEWEST_FIRST).limit(1).scalar_subquery()
+
+    count = _listed(letter, func.count()).scalar_subquery()
+    total, at, newest_id = session.execute(
+        select(count, newest(Signature.verified_at), newest(Signature.id))
+    ).one()
+    return Listed(total or 0, (at, newest_id) if newest_id is not None else None)
 
 
 @dataclass(frozen=True)
@@ -147,16 +176,18 @@ class Page:
         return self.number < self.pages
 
 
-def page(session: Session, letter: Letter, number: int, total: int | None = None) -> Page:
+def page(session: Session, letter: Letter, number: int, known: Listed | None = None) -> Page:
     """One page of public signatories, oldest first so pages stay stable as people sign.
 
-    `total`: listed() as the caller knows it (a cached figure a few seconds old will do). A
-    page is found in ix_signature_listed alone, from whichever end of the list is nearer (the
-    last pages, the newest signers, are the ones most asked for), and only its own rows are
-    read from the table: an OFFSET over the table read every signature before the page.
+    `known`: listed() as the caller has it (kept for a few seconds will do): the pages are those
+    of the list then, less anyone who has left it since. A page is found in ix_signature_listed
+    alone, from whichever end of the list is nearer (the last pages, the newest signers, are the
+    ones most asked for), and only its own rows are read from the table: an OFFSET over the
+    table read every signature before the page.
     """
-    if total is None:
-        total = listed(session, letter)
+    if known is None:
+        known = listed(session, letter)
+    total = known.total
     number = min(max(number, 1), max(1, -(-total // PER_PAGE)))
     before = (number - 1) * PER_PAGE
     on_page = max(min(PER_PAGE, total - before), 0)
@@ -165,6 +196,13 @@ def page(session: Session, letter: Letter, number: int, total: int | None = None
         order, skip, size = _NEWEST_FIRST, after, on_page
     else:
         order, skip, size = _OLDEST_FIRST, before, PER_PAGE
-    ids = _listed(letter, Signature.id).order_by(*order).offset(skip).limit(size).subquery()
+    ids = _listed(letter, Signature.id)
+    if known.newest is not None:
+        at, newest_id = known.newest
+        ids = ids.where(
+            tuple_(Signature.verified_at, Signature.id)
+            <= tuple_(literal(at, Signature.verified_at.type), literal(newest_id))
+        )
+    ids = ids.order_by(*order).offset(skip).limit(size).subquery()
     query = select(*_COLUMNS).join(ids, Signature.id == ids.c.id).order_by(*_OLDEST_FIRST)
     return Page([_signatory(row) for row in session.execute(query)], number, total)

@@ -33,16 +33,16 @@ def signable_letter(slug: str) -> letters.SignableLetter:
     )
 
 
-def cached_listed(session: Session, letter: Letter) -> int:
-    """How many signatories the letter's public list has, shared as a count is (a few seconds
-    old at most): counting them cost every page of the list a read of the whole index."""
+def cached_listed(session: Session, letter: Letter) -> signatories.Listed:
+    """The letter's public list as signatories.listed() saw it, shared as a count is (a few
+    seconds old at most): counting it cost every page of the list a read of the whole index."""
     kept = remember(
         current_app.extensions["petition.cache"],
         f"listed:{letter.id}",
         current_app.config["COUNT_CACHE_SECONDS"],
-        lambda: str(signatories.listed(session, letter)).encode(),
+        lambda: signatories.listed(session, letter).encode(),
     )
-    return int(kept)
+    return signatories.Listed.decode(kept)
 
 
 def forget_count(letter_id: int) -> None:
