@@ -235,8 +235,9 @@ def db_backup(destination: Path) -> None:
         made = backup.back_up_sqlite(current_app.config["DATABASE_URL"], destination)
     except backup.BackupRefused as refused:
         raise click.ClickException(str(refused)) from None
+    noun = "signature" if made.signatures == 1 else "signatures"
     click.echo(
-        f"Backed up {made.signatures:,} signatures to {made.path} "
+        f"Backed up {made.signatures:,} {noun} to {made.path} "
         f"({made.size / 1_000_000:.1f} MB, checked)."
     )
 
