@@ -154,11 +154,7 @@ def _deliver_due(
             # Its kind only: a driver's message may quote what was being written.
             total.errors.append(f"delivery stopped: {type(error).__name__}")
             return total, False
-        total.sent += report.sent
-        total.retrying += report.retrying
-        total.parked += report.parked
-        total.errors += report.errors
-        total.problems += report.problems
+        total.add(report)
         if report.sent == 0 or report.attempted < mail.BATCH_SIZE:
             return total, False
         if until is not None and time.monotonic() >= until:

@@ -191,6 +191,14 @@ class DeliveryReport:
     def attempted(self) -> int:
         return self.sent + self.retrying + self.parked
 
+    def add(self, other: DeliveryReport) -> None:
+        """Count another batch's report in this one (a worker's pass)."""
+        self.sent += other.sent
+        self.retrying += other.retrying
+        self.parked += other.parked
+        self.errors += other.errors
+        self.problems += other.problems
+
 
 def loggable_reason(error: BaseException) -> str:
     """A failed send in a log's words: the error's kind, the server's code or the network's
@@ -243,7 +251,7 @@ def deliver_pending(
         return report
     hand_back_after = time.monotonic() + lease.total_seconds() / 2
     if _stopping(stop):  # asked to end while claiming: nothing is in hand yet
-        _release(session_factory, held, [message.id for message in claimed])
+        _release(session_factory, held, claimed)
         return report
     try:
         connection = backend.__enter__()
@@ -261,7 +269,7 @@ def deliver_pending(
             # One message at least however slow the server, none once asked to stop.
             late = position and time.monotonic() > hand_back_after
             if late or _stopping(stop):
-                _release(session_factory, held, [later.id for later in claimed[position:]])
+                _release(session_factory, held, claimed[position:])
                 break
             try:
                 connection.send(build(outgoing, sender))
@@ -278,7 +286,7 @@ def deliver_pending(
                     park_after=failed.park_after,
                 )
                 if failed.stop_batch:
-                    _release(session_factory, held, [later.id for later in claimed[position + 1 :]])
+                    _release(session_factory, held, claimed[position + 1 :])
                     break
             else:
                 _record_sent(session_factory, outgoing.id)
@@ -445,9 +453,10 @@ def _record_failure(
         report.errors.append(reason)
 
 
-def _release(session_factory: Callable[[], Session], held: _Lease, message_ids: list[int]) -> None:
+def _release(session_factory: Callable[[], Session], held: _Lease, unsent: list[Outgoing]) -> None:
     """Hand claimed messages back untried: due as they were, for whichever worker comes next.
     Those another worker has taken over since are left under its lease."""
+    message_ids = [message.id for message in unsent]
     if not message_ids:
         return
     with session_factory() as session, session.begin():
