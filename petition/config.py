@@ -6,6 +6,7 @@ import math
 import os
 import re
 import secrets
+import ssl
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from petition import text
+from petition.mailer import tls_context
 
 MAIL_BACKENDS = ("smtp", "file", "console")
 
@@ -44,6 +46,8 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "SMTP_USERNAME": None,
         "SMTP_PASSWORD": None,
         "SMTP_STARTTLS": False,
+        # Certificates STARTTLS trusts instead of the system's (a relay with its own CA).
+        "SMTP_CA_FILE": None,
         "SMTP_TIMEOUT": 10.0,
         "MAIL_MAX_ATTEMPTS": 8,
         # How long a worker may hold a message it is sending before another may take it over.
@@ -88,6 +92,7 @@ TEXT_SETTINGS = (
     "SMTP_HOST",
     "SMTP_USERNAME",
     "SMTP_PASSWORD",
+    "SMTP_CA_FILE",
     "REDIS_URL",
     "SIGN_RATE_LIMIT",
 )
@@ -257,6 +262,7 @@ def _check(app: Flask) -> None:
             "PETITION_BABEL_DEFAULT_LOCALE must be a locale such as en_GB, not "
             f"{config['BABEL_DEFAULT_LOCALE']!r}."
         ) from None
+    _check_smtp_ca_file(config)
     redis_url = config.get("REDIS_URL")
     if redis_url and not str(redis_url).startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(
@@ -270,6 +276,36 @@ def _check(app: Flask) -> None:
         )
     if url.startswith("postgresql"):
         _check_postgresql_driver(url)
+
+
+def _check_smtp_ca_file(config: dict[str, Any]) -> None:
+    """A CA file is read at start, so that a wrong path stops the worker with a sentence
+    rather than failing every batch; without STARTTLS it would be silently unused."""
+    ca_file = config.get("SMTP_CA_FILE") or None
+    config["SMTP_CA_FILE"] = ca_file
+    if ca_file is None:
+        return
+    if not config["SMTP_STARTTLS"]:
+        raise ConfigError(
+            "PETITION_SMTP_CA_FILE is only used with STARTTLS: set PETITION_SMTP_STARTTLS=true "
+            "as well, or leave the CA file out."
+        )
+    problem = _ca_file_problem(str(ca_file))
+    if problem:
+        raise ConfigError(
+            f"PETITION_SMTP_CA_FILE must be a PEM file of the certificates to trust for the "
+            f"mail server; {ca_file!r} cannot be used: {problem}."
+        )
+
+
+def _ca_file_problem(path: str) -> str | None:
+    try:
+        tls_context(path)
+    except ssl.SSLError:  # before OSError, whose kind it is
+        return "it holds no certificate in PEM form"
+    except OSError as error:
+        return str(error.strerror or error)
+    return None
 
 
 def _is_site_address(value: object) -> bool:

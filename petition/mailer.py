@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import smtplib
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +33,19 @@ class PermanentFailure(Exception):
 
 class ExchangeTooSlow(smtplib.SMTPServerDisconnected):
     """The mail server did not finish an exchange in time, and the connection was cut."""
+
+
+class UntrustedServer(OSError):
+    """STARTTLS met a certificate that does not prove the server is the one named: the
+    connection is dropped before anything (an address, a password) is sent over it."""
+
+
+@lru_cache(maxsize=4)
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """What STARTTLS trusts: the system's certificate authorities, or only the certificates in
+    `ca_file` (a relay with a private or self-signed certificate). The host name is checked
+    either way; raises OSError or ssl.SSLError for a file that holds no certificate."""
+    return ssl.create_default_context(cafile=ca_file)
 
 
 class Backend(Protocol):
@@ -84,7 +99,7 @@ class SMTPBackend:
                 if code != 220:  # a server that will not serve (421 busy, 554 refused)
                     raise smtplib.SMTPConnectError(code, said)
                 if config["SMTP_STARTTLS"]:
-                    self.connection.starttls()
+                    self._starttls(host, config["SMTP_CA_FILE"])
                 if config.get("SMTP_USERNAME"):
                     self.connection.login(
                         config["SMTP_USERNAME"], config.get("SMTP_PASSWORD") or ""
@@ -94,6 +109,18 @@ class SMTPBackend:
             self.connection = None
             raise
         return self
+
+    def _starttls(self, host: str, ca_file: str | None) -> None:
+        assert self.connection is not None
+        try:
+            self.connection.starttls(context=tls_context(ca_file))
+        except ssl.SSLCertVerificationError as error:
+            trusted = f"the certificates in {ca_file}" if ca_file else "the system's"
+            raise UntrustedServer(
+                f"the mail server's certificate does not prove it is {host} "
+                f"({error.verify_message}; trusted: {trusted}). If the server is yours, "
+                "name its certificate or CA in PETITION_SMTP_CA_FILE"
+            ) from error
 
     def __exit__(self, *exc: object) -> None:
         if self.connection is not None:

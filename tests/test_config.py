@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 import pytest
@@ -88,6 +89,28 @@ def test_malformed_settings_are_named(clean_env, name, value, message):
     clean_env.setenv("PETITION_SECRET_KEY", "s" * 40)
     clean_env.setenv(name, value)
     with pytest.raises(ConfigError, match=message):
+        create_app()
+
+
+@pytest.mark.parametrize(
+    ("contents", "starttls", "message"),
+    [
+        (None, "true", "'/nowhere/ca.pem' cannot be used: No such file or directory"),
+        ("not a certificate", "true", "cannot be used: it holds no certificate in PEM form"),
+        ("not read", "false", "only used with STARTTLS: set PETITION_SMTP_STARTTLS=true"),
+    ],
+)
+def test_an_smtp_ca_file_that_cannot_be_used_is_named(
+    clean_env, tmp_path, contents, starttls, message
+):
+    clean_env.setenv("PETITION_SECRET_KEY", "s" * 40)
+    clean_env.setenv("PETITION_SMTP_STARTTLS", starttls)
+    path = "/nowhere/ca.pem"
+    if contents is not None:
+        path = str(tmp_path / "ca.pem")
+        (tmp_path / "ca.pem").write_text(contents)
+    clean_env.setenv("PETITION_SMTP_CA_FILE", path)
+    with pytest.raises(ConfigError, match=re.escape(message)):
         create_app()
 
 

@@ -191,7 +191,12 @@ def _starttls_server(app, tmp_path) -> Iterator[Mailbox]:
         received, hostname="127.0.0.1", port=free_port(), tls_context=context, require_starttls=True
     )
     server.start()
-    app.config.update(SMTP_HOST="localhost", SMTP_PORT=server.port, SMTP_STARTTLS=True)
+    app.config.update(
+        SMTP_HOST="localhost",
+        SMTP_PORT=server.port,
+        SMTP_STARTTLS=True,
+        SMTP_CA_FILE=str(certificate),  # the server's own, self-signed
+    )
     try:
         yield received
     finally:
@@ -205,6 +210,36 @@ def test_mail_goes_out_over_starttls(app, client, make_letter, tmp_path):
         report = run_worker(app, threading.Event(), once=True)
     assert (report.sent, report.errors) == (1, [])
     assert [m["To"] for m in received.messages] == ["tls@example.org"]
+
+
+@pytest.mark.parametrize(
+    ("trusted", "host", "why"),
+    [
+        (False, "localhost", "self-signed certificate; trusted: the system's"),
+        (True, "127.0.0.1", "IP address mismatch, certificate is not valid for '127.0.0.1'"),
+    ],
+)
+def test_a_mail_server_that_cannot_prove_who_it_is_is_sent_nothing(
+    app, client, make_letter, tmp_path, trusted, host, why
+):
+    """Without the check, anyone on the path to the relay could read every address and every
+    confirmation link, and take the relay's password."""
+    with _starttls_server(app, tmp_path) as received:
+        app.config.update(SMTP_HOST=host)
+        if not trusted:
+            app.config.update(SMTP_CA_FILE=None)
+        letter = make_letter()
+        client.post(f"/letters/{letter.slug}/sign", data=sign_data(email="tls@example.org"))
+        report = run_worker(app, threading.Event(), once=True)
+    assert (report.sent, report.retrying, report.parked) == (0, 1, 0)
+    assert received.messages == []
+    [message] = fresh_session().scalars(select(Message)).all()
+    assert (message.state, message.attempts) == (MessageState.PENDING, 0)
+    assert message.last_error.startswith(
+        f"cannot connect: the mail server's certificate does not prove it is {host} ("
+    )
+    assert why in message.last_error
+    assert message.last_error.endswith("name its certificate or CA in PETITION_SMTP_CA_FILE")
 
 
 def test_a_mail_server_that_drips_over_tls_is_cut_off_and_tried_again_later(
@@ -239,6 +274,7 @@ def test_a_mail_server_that_drips_over_tls_is_cut_off_and_tried_again_later(
         SMTP_HOST="localhost",
         SMTP_PORT=listener.getsockname()[1],
         SMTP_STARTTLS=True,
+        SMTP_CA_FILE=str(certificate),
         SMTP_TIMEOUT=0.3,
     )
     letter = make_letter()
