@@ -121,6 +121,52 @@ def test_a_valid_signature_gets_the_views_answer_without_flask(
         assert mailbox.link(address, "/verify/")
 
 
+@contextmanager
+def connections_at_once(app: Flask) -> Iterator[list[int]]:
+    """How many pooled connections the block held at each checkout."""
+    out, held = set(), []
+
+    def checked_out(_dbapi: Any, record: Any, _proxy: Any) -> None:
+        out.add(id(record))
+        held.append(len(out))
+
+    def checked_in(_dbapi: Any, record: Any) -> None:
+        out.discard(id(record))
+
+    engine = app.extensions["petition.engine"]
+    event.listen(engine, "checkout", checked_out)
+    event.listen(engine, "checkin", checked_in)
+    try:
+        yield held
+    finally:
+        event.remove(engine, "checkout", checked_out)
+        event.remove(engine, "checkin", checked_in)
+
+
+@pytest.mark.parametrize("path", ["direct", "flask"])
+def test_signing_and_confirming_hold_one_database_connection_at_a_time(
+    app, handed, make_letter, mailbox, monkeypatch, path
+):
+    """Reading the letter and then storing the signature on a second connection, with the
+    first still in a transaction, deadlocked behind a pooler with as few server connections
+    as workers: each worker held one and waited for another."""
+    letter = make_letter()
+    visitor = Visitor(app, letter)
+    app.extensions["petition.signable"].delete(letter.slug)  # the letter is read afresh
+    with monkeypatch.context() as patch:
+        if path == "flask":
+            patch.setattr(DirectAnswers, "_sign", lambda *_args: None)
+            patch.setattr(DirectAnswers, "_confirm", lambda *_args: None)
+        with connections_at_once(app) as held:
+            assert visitor.sign(email="one@example.org").status_code == 303
+        assert held and max(held) == 1, held
+        mailbox.deliver()
+        with connections_at_once(app) as held:
+            assert visitor.confirm(mailbox.link("one@example.org", "/verify/")).status_code == 200
+        assert held and max(held) == 1, held
+    assert handed.count == (2 if path == "flask" else 0)
+
+
 def test_confirming_gets_the_views_answer_without_flask(
     app, handed, make_letter, mailbox, monkeypatch
 ):

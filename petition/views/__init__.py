@@ -29,8 +29,16 @@ def signable_letter(slug: str) -> letters.SignableLetter:
         current_app.extensions["petition.signable"],
         slug,
         current_app.config["COUNT_CACHE_SECONDS"],
-        lambda: letters.get_signable(db.get_session(), slug),
+        lambda: _read_signable(slug),
     )
+
+
+def _read_signable(slug: str) -> letters.SignableLetter:
+    # In a session of its own, ended before the signature is stored on a connection of its
+    # own: a request that held one connection while asking for another could wait forever
+    # behind a pooler with no more server connections than there are workers.
+    with db.new_session() as session:
+        return letters.get_signable(session, slug)
 
 
 def cached_listed(session: Session, letter: Letter) -> signatories.Listed:
