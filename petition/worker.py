@@ -1,5 +1,5 @@
-"""The background worker: applies repeat signings, delivers the outbox, folds count events,
-purges expired signatures."""
+"""The background worker: applies repeat signings, queues news for its signers, delivers the
+outbox, folds count events, purges expired signatures."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from flask import Flask
 
 from petition import db
 from petition.mailer import backend_from_config
-from petition.services import counts, mail, signatures
+from petition.services import counts, mail, news, signatures
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,10 @@ def run_worker(
                     signatures.apply_repeats(session)
             except Exception:  # keep the worker alive through a database restart
                 log.exception("repeat signings failed; will retry")
+            news_left = _queue_news(None if once else time.monotonic() + interval / 2)
             mail_until = None if once else time.monotonic() + interval
             total, more_due = _deliver_due(app, stop, mail_until, folder.step_if_due)
+            more_due = more_due or news_left
             if total.problems:
                 _log_failed_sends(total)
             try:
@@ -113,6 +115,21 @@ def run_worker(
             pause = min(interval, FOLD_EVERY_SECONDS) if folder.last_folded else interval
             if once or stop.wait(0 if more_due else pause):
                 return total
+
+
+def _queue_news(until: float | None) -> bool:
+    """Queue news emails a batch at a time (a transaction each) until all are queued or the
+    monotonic clock passes `until`; whether some may be left for the next pass."""
+    try:
+        while True:
+            with db.transaction() as session:
+                if news.fan_out(session) is None:
+                    return False
+            if until is not None and time.monotonic() >= until:
+                return True
+    except Exception:  # keep the worker alive through a database restart
+        log.exception("queuing news failed; will retry")
+        return False
 
 
 def _log_failed_sends(report: mail.DeliveryReport) -> None:

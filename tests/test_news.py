@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
+from urllib.parse import urlsplit
 
+import pytest
 from sqlalchemy import select, update
 
 from petition.db import transaction, utcnow
 from petition.models import Letter, Message, Signature
+from petition.services import mail, news
 from tests.conftest import fresh_session, sign_and_confirm, sign_data
 
 NEWS = {"subject": "We delivered the letter", "body": "Alex has it.\r\nThank you all."}
@@ -68,6 +72,7 @@ def test_news_goes_out_at_most_once_a_day_and_a_refusal_keeps_the_text(
     assert "Give the news a subject." in empty.get_data(as_text=True)
     later = {"subject": "More", "body": "Second news"}
     assert client.post(f"/organiser/letters/{letter.id}/news", data=later).status_code == 303
+    mailbox.deliver()
     with transaction() as session:
         kinds = session.scalars(select(Message.subject).where(Message.kind == "news")).all()
     assert sorted(kinds) == ["More", "We delivered the letter"]
@@ -141,5 +146,72 @@ def test_simultaneous_sends_make_one_mailing(app, client, logged_in, make_letter
     for thread in threads:
         thread.join()
     assert sorted(statuses) == [303, 422, 422, 422]
+    mailbox.deliver()
     with transaction() as session:
         assert len(session.scalars(select(Message).where(Message.kind == "news")).all()) == 1
+
+
+def _queued_verify_path(address: str) -> str:
+    """The confirmation link queued for `address`, read from the outbox without running the
+    worker (which would queue the news meanwhile)."""
+    context = fresh_session().scalar(
+        select(Message.context).where(Message.kind == "verify", Message.to_address == address)
+    )
+    return urlsplit(mail.decode_context(context)["verify_url"]).path
+
+
+def test_news_is_queued_a_batch_at_a_time_for_the_signers_who_still_want_it(
+    client, logged_in, make_letter, mailbox
+):
+    """A letter with a million signers took a minute and 700 MB to queue in the request, which
+    gunicorn ended at 30 s: the worker queues it now, one short transaction a batch."""
+    letter = make_letter(organiser=logged_in)
+    manage = {
+        name: sign_and_confirm(
+            client, mailbox, letter, email=f"{name}@example.org", wants_updates="y"
+        )
+        for name in ("ann", "bo", "cy", "di", "ed")
+    }
+    sign_and_confirm(client, mailbox, letter, email="quiet@example.org")
+    sent = client.post(f"/organiser/letters/{letter.id}/news", data=NEWS)
+    assert "News queued for 5 signers." in client.get(sent.headers["Location"]).get_data(True)
+    assert news_messages() == []
+    with transaction() as session:
+        assert news.fan_out(session, limit=2) == 2
+    assert sorted(news_messages()) == ["ann@example.org", "bo@example.org"]
+
+    assert client.post(f"{manage['cy']}/withdraw").status_code in (200, 303)
+    signed = client.post(
+        f"/letters/{letter.slug}/sign", data=sign_data(email="fay@example.org", wants_updates="y")
+    )
+    assert signed.status_code == 303
+    assert client.post(_queued_verify_path("fay@example.org")).status_code == 200  # after it
+    with transaction() as session:
+        assert news.fan_out(session, limit=2) == 2
+        assert news.fan_out(session, limit=2) == 0  # the last batch was full: one more look
+        assert news.fan_out(session, limit=2) is None
+    mailbox.deliver()
+    received = [m["To"] for m in mailbox.messages if m["Subject"] == NEWS["subject"]]
+    assert sorted(received) == [f"{name}@example.org" for name in ("ann", "bo", "di", "ed")]
+
+
+def news_messages() -> list[str]:
+    return list(fresh_session().scalars(select(Message.to_address).where(Message.kind == "news")))
+
+
+def test_sending_news_holds_up_no_signing_of_the_letter(
+    app, client, logged_in, make_letter, mailbox, database_url
+):
+    """On PostgreSQL each signing's foreign key takes a key-share lock on the letter's row:
+    news that locked the row FOR UPDATE made every signing wait, and after 5 s fail."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL test: set PETITION_TEST_DATABASE_URL to run it")
+    letter = make_letter(organiser=logged_in)
+    sign_and_confirm(client, mailbox, letter, wants_updates="y")
+    with transaction() as session:
+        mine = session.get_one(Letter, letter.id)
+        assert news.send(session, mine, NEWS["subject"], NEWS["body"]) == 1
+        started = time.monotonic()
+        signed = client.post(f"/letters/{letter.slug}/sign", data=sign_data(email="b@example.org"))
+        assert signed.status_code == 303
+        assert time.monotonic() - started < 2

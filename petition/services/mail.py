@@ -65,7 +65,7 @@ def message_values(kind: str, to_address: str, subject: str, **context: Any) -> 
         "to_address": to_address,
         "subject": " ".join(subject.split())[:250],  # one line: a header must not break
         "body_text": "",
-        "context": _encode(context),
+        "context": encode_context(context),
         "next_attempt_at": now,
         "created_at": now,
     }
@@ -113,9 +113,11 @@ MESSAGE_COLUMNS = (
 
 INSERT_MESSAGE = insert(Message.__table__)
 
-# Outbox rows that are work for the worker rather than mail to send (signatures.apply_repeats).
+# Outbox rows that are work for the worker rather than mail to send: a repeat signing
+# (signatures.apply_repeats) and news still to be queued for its signers (news.fan_out).
 REPEAT_SIGNING = "repeat_signing"
-NOT_MAIL = (REPEAT_SIGNING,)
+NEWS_FANOUT = "news_fanout"
+NOT_MAIL = (REPEAT_SIGNING, NEWS_FANOUT)
 
 
 def _queue_statement(_dialect: str) -> Insert:
@@ -135,7 +137,9 @@ QUEUE = Prepared(_queue_statement)
 _DATETIME = "$datetime"
 
 
-def _encode(context: dict[str, Any]) -> str:
+def encode_context(context: dict[str, Any]) -> str:
+    """A message's context as stored: JSON, with timestamps kept as such."""
+
     def plain(value: object) -> object:
         if isinstance(value, datetime):
             return {_DATETIME: value.isoformat()}

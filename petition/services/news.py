@@ -6,14 +6,21 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, literal_column, select, true
 from sqlalchemy.orm import Session
 
 from petition import links, text
 from petition.dates import uk_time
-from petition.db import utcnow
+from petition.db import is_postgres, utcnow
 from petition.errors import InvalidInput, InvalidToken, LetterNotEditable
-from petition.models import Letter, LetterStatus, Signature, SignatureState
+from petition.models import (
+    Letter,
+    LetterStatus,
+    Message,
+    MessageState,
+    Signature,
+    SignatureState,
+)
 from petition.services import mail
 from petition.services.letters import check_text
 
@@ -21,21 +28,23 @@ SUBJECT_MAX = 150
 BODY_MAX = 3_000
 # The sign form promises news "at most a few times": one mailing a day per letter at the most.
 INTERVAL = timedelta(hours=24)
-_CHUNK = 1_000
+# Emails queued in one transaction by fan_out.
+BATCH = 1_000
+NEWS_FANOUT = mail.NEWS_FANOUT
 _STOP_SALT = "petition.stop-news"
 
 
-def _audience(letter: Letter) -> Select:
-    return select(Signature.id, Signature.created_at, Signature.email, Signature.name).where(
-        Signature.letter_id == letter.id,
-        Signature.state == SignatureState.VERIFIED,
-        Signature.wants_updates.is_(True),
-    )
+# Signers who asked for news, written as ix_signature_news's condition (constants, not bound
+# values) so that both databases count and walk them in that index alone.
+WANTS_NEWS = (Signature.state == literal_column(f"'{SignatureState.VERIFIED.value}'")) & (
+    Signature.wants_updates == true()
+)
 
 
 def audience_size(session: Session, letter: Letter) -> int:
     """How many confirmed signers asked for news of this letter (and still want it)."""
-    return session.scalar(select(func.count()).select_from(_audience(letter).subquery())) or 0
+    query = select(func.count()).where(Signature.letter_id == letter.id, WANTS_NEWS)
+    return session.scalar(query) or 0
 
 
 def next_allowed(letter: Letter, now: datetime | None = None) -> datetime | None:
@@ -53,7 +62,9 @@ NO_BODY = "Write the news."
 def send(
     session: Session, letter: Letter, subject: str, body: str, now: datetime | None = None
 ) -> int:
-    """Queue one email to every signer who asked for news; returns how many."""
+    """Send news to every confirmed signer who asked for it; returns how many they are.
+
+    Their emails are queued by the worker (fan_out) from the news kept here."""
     now = now or utcnow()
     subject, body = subject.strip(), text.one_line_ending(body).strip()
     if letter.status is LetterStatus.DRAFT:
@@ -66,38 +77,88 @@ def send(
             raise InvalidInput(missing, field=field)
         check_text(field, value, limit, multiline=multiline)
     # The letter's row is the lock: two organisers (or tabs) sending at once queue one mailing.
-    session.refresh(letter, with_for_update=True)
+    # FOR NO KEY UPDATE, not FOR UPDATE: every signing's foreign key takes a key-share lock on
+    # this row, and would wait for the end of this transaction.
+    session.refresh(letter, with_for_update={"key_share": True})
     if (allowed := next_allowed(letter, now)) is not None:
         raise InvalidInput(
             "News of this letter went out less than a day ago, and signers were promised news "
             f"at most a few times. Send this one after {uk_time(allowed)}."
         )
-    rows = session.execute(_audience(letter)).all()
-    if not rows:  # and the day's one mailing is not used up on nobody
+    audience = audience_size(session, letter)
+    if not audience:  # and the day's one mailing is not used up on nobody
         raise InvalidInput(
             "No confirmed signer has asked for news of this letter, so nothing was sent."
         )
     letter.news_sent_at = now
-    sent = 0
-    letter_url, serializer = links.letter(letter.slug), _serializer()
-    for start in range(0, len(rows), _CHUNK):
+    # The emails are queued by the worker, a batch at a time (fan_out): a letter with a million
+    # signers took a minute and 700 MB to queue here, past any request's time.
+    job = mail.message_values(
+        NEWS_FANOUT, "", subject, letter_id=letter.id, body=body, sent_at=now, after_id=0
+    )
+    session.connection().execute(mail.INSERT_MESSAGE, [job | {"signature_id": None}])
+    return audience
+
+
+def fan_out(session: Session, limit: int = BATCH) -> int | None:
+    """Queue the next `limit` emails of the oldest news still going out; returns how many, or
+    None when no news is waiting.
+
+    The news goes to the signers who were confirmed when it was sent and still want news when
+    their batch is queued (a stop link or a withdrawal in between is honoured), in the order
+    they signed. Run it in a writing transaction (db.transaction()), one batch each, so that
+    no transaction holds up signing for long.
+    """
+    query = (
+        select(Message)
+        .where(Message.kind == NEWS_FANOUT, Message.state == MessageState.PENDING)
+        .order_by(Message.id)
+        .limit(1)
+    )
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    job = session.scalar(query)
+    if job is None:
+        return None
+    news = mail.decode_context(job.context)
+    letter = session.get(Letter, news["letter_id"])
+    rows = []
+    if letter is not None:
+        rows = session.execute(
+            select(Signature.id, Signature.created_at, Signature.email, Signature.name)
+            .where(
+                Signature.letter_id == letter.id,
+                WANTS_NEWS,
+                Signature.id > news["after_id"],
+                Signature.verified_at <= news["sent_at"],
+            )
+            .order_by(Signature.id)
+            .limit(limit)
+        ).all()
+    if rows:
+        assert letter is not None
+        letter_url, serializer = links.letter(letter.slug), _serializer()
         messages = [
             mail.message_values(
                 "news",
                 email,
-                subject,
+                job.subject,
                 title=letter.title,
                 name=name,
-                body=body,
+                body=news["body"],
                 letter_url=letter_url,
                 stop_url=links.stop_news(serializer.dumps(_identity(signature_id, created_at))),
             )
             | {"signature_id": signature_id}
-            for signature_id, created_at, email, name in rows[start : start + _CHUNK]
+            for signature_id, created_at, email, name in rows
         ]
         session.connection().execute(mail.INSERT_MESSAGE, messages)
-        sent += len(messages)
-    return sent
+    if len(rows) < limit:
+        session.delete(job)
+    else:
+        job.context = mail.encode_context(news | {"after_id": rows[-1][0]})
+    session.flush()
+    return len(rows)
 
 
 def _serializer() -> URLSafeSerializer:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import format_decimal, ngettext
 from flask_babel import gettext as _
-from flask_babel import ngettext
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import TooManyRequests
@@ -177,7 +177,12 @@ def send_news(letter_id: int):
     except DomainError as error:
         return _refused_on_the_letter_page(letter_id, error, news_form=form)
     # Shown in the news section, where the page opens after sending (its #news anchor).
-    message = ngettext("News queued for %(num)s signer.", "News queued for %(num)s signers.", sent)
+    message = ngettext(
+        "News queued for %(shown)s signer.",
+        "News queued for %(shown)s signers.",
+        sent,
+        shown=format_decimal(sent),
+    )
     flash(message, "news")
     return redirect(url_for("organiser.show_letter", letter_id=letter_id, _anchor="news"), 303)
 
