@@ -26,6 +26,8 @@ def run_online() -> None:
     engine = make_engine(
         config.get_main_option("sqlalchemy.url"),
         create=bool(config.attributes.get("create_database")),
+        # A migration repeats little, and may run through PgBouncer in transaction mode.
+        prepared_statements=False,
     )
     with engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"

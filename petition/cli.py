@@ -26,6 +26,7 @@ from petition.db import (
     missing_table,
     schema_behind,
     transaction,
+    what_to_do,
 )
 from petition.errors import DomainError
 from petition.models import Organiser
@@ -112,6 +113,8 @@ def _database_problem(error: DBAPIError) -> str:
             "If it is the one you meant, run: petition db upgrade; "
             "if not, set PETITION_DATABASE_URL."
         )
+    if advice := what_to_do(detail):
+        return f"Cannot use the database: {detail}. {advice[0].upper()}{advice[1:]}."
     # The URL itself is not repeated: it may hold a password.
     return (
         f"Cannot use the database: {detail}. "

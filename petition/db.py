@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import sqlite3
 import struct
 import time
@@ -81,6 +82,31 @@ def schema_behind(message: str) -> bool:
     """Whether a database's error says that a column the code uses is missing: the database
     was made by an older version, and its migrations have not been run."""
     return "no such column" in message or ("column" in message and "does not exist" in message)
+
+
+# A statement psycopg prepared on a server connection that a pooler in transaction mode has since
+# given to another client, or one another client prepared under the same name.
+_LOST_STATEMENT = re.compile(
+    r'prepared statement "[^"]*" (does not exist|already exists)'
+    r"|bind message supplies \d+ parameters, but prepared statement"
+)
+
+
+def what_to_do(message: str) -> str | None:
+    """What an operator should do about a database error whose first line is `message`, where
+    its words alone would mislead (a pooler, a lock held elsewhere); None for any other."""
+    if _LOST_STATEMENT.search(message):
+        return (
+            "behind PgBouncer older than 1.21 in transaction mode, set "
+            "PETITION_DATABASE_PREPARED_STATEMENTS=false (with 1.21 or newer, set PgBouncer's "
+            "max_prepared_statements instead)"
+        )
+    if "canceling statement due to lock timeout" in message:
+        return (
+            "another session held a lock for longer than the app waits (5 s): a migration, a "
+            "maintenance command or a long transaction; it succeeds once that has ended"
+        )
+    return None
 
 
 def sqlite_file(url: str) -> Path | None:

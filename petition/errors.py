@@ -13,7 +13,13 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 
 from petition import links
-from petition.db import MissingDatabaseFile, NotADatabaseFile, missing_table, schema_behind
+from petition.db import (
+    MissingDatabaseFile,
+    NotADatabaseFile,
+    missing_table,
+    schema_behind,
+    what_to_do,
+)
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +179,10 @@ def _unknown_host(error: SecurityError):
 
 def _database_behind_or_bug(error: ProgrammingError):
     """PostgreSQL's word for a missing table or column is a ProgrammingError: a database whose
-    migrations have not run is said as such; any other is a bug, a 500 like any other."""
-    if _schema_problem(_first_line(error)):
+    migrations have not run is said as such, as is a prepared statement lost behind a pooler;
+    any other is a bug, a 500 like any other."""
+    said = _first_line(error)
+    if _schema_problem(said) or what_to_do(said):
         return _database_down(error)
     current_app.log_exception(sys.exc_info())
     return _http_error(InternalServerError())
@@ -197,6 +205,8 @@ def _database_down(error: Exception):
         log.error("database unavailable: %s (check PETITION_DATABASE_URL)", cause)
     elif isinstance(cause, MissingDatabaseFile) or _schema_problem(said):
         log.error("database unavailable: %s (run: petition db upgrade)", said)  # names no value
+    elif advice := what_to_do(said):
+        log.error("database unavailable: %s (%s)", said, advice)
     elif isinstance(error, PoolTimeout):
         log.error("database unavailable: %s", str(error).splitlines()[0])  # the pool's words
     elif said:  # the server's or the file's state ("too many clients", "database is locked"):

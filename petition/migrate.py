@@ -66,7 +66,7 @@ def current_revision(database_url: str) -> str | None:
     file = sqlite_file(database_url)
     if file is not None and not file.exists():
         return None
-    engine = make_engine(database_url)
+    engine = make_engine(database_url, prepared_statements=False)  # one query, maybe via PgBouncer
     try:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()

@@ -71,6 +71,45 @@ def test_a_database_behind_the_code_is_a_503_whose_log_says_to_upgrade(app, clie
     assert "news_sent_at" in caplog.text and "(run: petition db upgrade)" in caplog.text
 
 
+def test_statements_lost_behind_a_pooler_are_a_503_whose_log_names_the_setting(
+    client, make_letter, monkeypatch, caplog
+):
+    """What psycopg meets behind PgBouncer before 1.21 in transaction mode: a statement it
+    prepared on one server connection, asked for on another (a 500 before, which named
+    nothing an operator could change)."""
+    letter = make_letter()
+
+    def lost(*_args: Any) -> None:
+        said = Exception('prepared statement "_pg3_5" does not exist')
+        raise ProgrammingError("SELECT ...", {}, said)
+
+    monkeypatch.setattr(signatories, "recent", lost)
+    with caplog.at_level(logging.ERROR):
+        response = client.get(f"/letters/{letter.slug}")
+    assert response.status_code == 503
+    assert "Please try again in a minute" in response.get_data(as_text=True)
+    assert 'prepared statement "_pg3_5" does not exist (behind PgBouncer' in caplog.text
+    assert "set PETITION_DATABASE_PREPARED_STATEMENTS=false" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("said", "advice"),
+    [
+        ('prepared statement "_pg3_5" does not exist', "PREPARED_STATEMENTS=false"),
+        ('prepared statement "_pg3_2" already exists', "PREPARED_STATEMENTS=false"),
+        (
+            'bind message supplies 34 parameters, but prepared statement "_pg3_0" requires 2',
+            "PREPARED_STATEMENTS=false",
+        ),
+        ("canceling statement due to lock timeout", "another session held a lock"),
+        ("connection refused", None),
+    ],
+)
+def test_database_errors_that_would_mislead_come_with_what_to_do(said, advice):
+    found = db.what_to_do(said)
+    assert (found is None) if advice is None else (advice in found)
+
+
 def test_any_other_programming_error_is_a_500_with_its_traceback(
     client, make_letter, monkeypatch, caplog
 ):
