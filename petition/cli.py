@@ -582,9 +582,15 @@ def mail_status() -> None:
     """Count messages by state, say why queued ones are failing, and list the parked ones."""
     with transaction() as session:
         totals = mail.status(session)
+        work = mail.work_in_hand(session)
         failing = mail.retrying(session)
         parked = [(m.id, m.kind, m.attempts, m.last_error) for m in mail.failed(session)]
     click.echo("  ".join(f"{_MAIL_STATE_WORDS[state]}: {count}" for state, count in totals.items()))
+    if any(work.values()):
+        click.echo(
+            "the worker has yet to: "
+            + ", ".join(f"{_WORK_WORDS[kind]} ({count})" for kind, count in work.items() if count)
+        )
     if failing.count:
         next_try = f"{failing.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
         click.echo(f"retrying: {failing.count} queued failed at least once; next try {next_try}")
@@ -596,6 +602,10 @@ def mail_status() -> None:
 
 # The words operators read everywhere else (docs, `mail send`), for the outbox's states.
 _MAIL_STATE_WORDS = {"pending": "queued", "sent": "sent", "failed": "parked"}
+_WORK_WORDS = {
+    mail.NEWS_FANOUT: "queue news for its signers",
+    mail.REPEAT_SIGNING: "apply repeat signings",
+}
 
 
 @mail_cli.command("retry-failed")

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import select, update
 
+from petition.cli import cli
 from petition.db import transaction, utcnow
 from petition.models import Letter, Message, Signature
 from petition.services import mail, news
@@ -161,7 +162,7 @@ def _queued_verify_path(address: str) -> str:
 
 
 def test_news_is_queued_a_batch_at_a_time_for_the_signers_who_still_want_it(
-    client, logged_in, make_letter, mailbox
+    app, client, logged_in, make_letter, mailbox
 ):
     """A letter with a million signers took a minute and 700 MB to queue in the request, which
     gunicorn ended at 30 s: the worker queues it now, one short transaction a batch."""
@@ -176,6 +177,9 @@ def test_news_is_queued_a_batch_at_a_time_for_the_signers_who_still_want_it(
     sent = client.post(f"/organiser/letters/{letter.id}/news", data=NEWS)
     assert "News queued for 5 signers." in client.get(sent.headers["Location"]).get_data(True)
     assert news_messages() == []
+    status = app.test_cli_runner().invoke(cli, ["mail", "status"]).output
+    assert "queued: 0" in status  # the news is not yet mail
+    assert "the worker has yet to: queue news for its signers (1)" in status
     with transaction() as session:
         assert news.fan_out(session, limit=2) == 2
     assert sorted(news_messages()) == ["ann@example.org", "bo@example.org"]

@@ -483,11 +483,22 @@ def retry_failed(session: Session) -> int:
 
 
 def status(session: Session) -> dict[str, int]:
-    """How many messages are in each state."""
-    rows = session.execute(select(Message.state, func.count()).group_by(Message.state))
+    """How many messages are in each state (mail only: not the worker's other work)."""
+    rows = session.execute(
+        select(Message.state, func.count())
+        .where(Message.kind.not_in(NOT_MAIL))
+        .group_by(Message.state)
+    )
     counts = {state.value: 0 for state in MessageState}
     counts.update({state.value: count for state, count in rows})
     return counts
+
+
+def work_in_hand(session: Session) -> dict[str, int]:
+    """How many of the worker's other tasks (NOT_MAIL kinds) wait, by kind; none left out."""
+    waiting = (Message.kind.in_(NOT_MAIL)) & (Message.state == MessageState.PENDING)
+    rows = session.execute(select(Message.kind, func.count()).where(waiting).group_by(Message.kind))
+    return {kind: 0 for kind in NOT_MAIL} | {kind: count for kind, count in rows}
 
 
 @dataclass(frozen=True)
