@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import make_url
 
 from bench import measured
+from bench import news as news_bench
 from bench.harness import (
     judge,
     missed_targets,
@@ -218,3 +219,10 @@ def test_a_database_elsewhere_is_refused_before_anything_starts(monkeypatch, cap
         with pytest.raises(SystemExit):
             parse()
         assert "refusing to use a database server at 'db.example.org'" in capsys.readouterr().err
+
+
+def test_the_news_benchmark_queues_every_signer_s_email_once(capsys):
+    assert news_bench.main(["--rows", "1500", "--batches", "0"]) == 0
+    said = capsys.readouterr().out
+    assert "audience count (1,500)" in said
+    assert "news.fan_out: 2 batches, 1,500 emails queued" in said
