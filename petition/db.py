@@ -98,8 +98,8 @@ def what_to_do(message: str) -> str | None:
     if _LOST_STATEMENT.search(message):
         return (
             "behind PgBouncer older than 1.21 in transaction mode, set "
-            "PETITION_DATABASE_PREPARED_STATEMENTS=false (with 1.21 or newer, set PgBouncer's "
-            "max_prepared_statements instead)"
+            "PETITION_DATABASE_PREPARED_STATEMENTS=false; with 1.21 or newer, set PgBouncer's "
+            "max_prepared_statements instead"
         )
     if "canceling statement due to lock timeout" in message:
         return (
@@ -107,6 +107,15 @@ def what_to_do(message: str) -> str | None:
             "maintenance command or a long transaction; it succeeds once that has ended"
         )
     return None
+
+
+def what_to_do_about(error: BaseException) -> str:
+    """what_to_do() for an error raised through SQLAlchemy, as " (...)" to end a log line with;
+    "" for an error it has nothing to say about."""
+    cause = getattr(error, "orig", None)
+    said = (str(cause).strip().splitlines() or [""])[0] if cause is not None else ""
+    advice = what_to_do(said)
+    return f" ({advice})" if advice else ""
 
 
 def sqlite_file(url: str) -> Path | None:

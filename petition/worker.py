@@ -64,8 +64,8 @@ class CountFolder:
             return
         try:
             self.step()
-        except Exception:  # never let housekeeping stop the mail going out
-            log.exception("folding counts failed; will retry")
+        except Exception as error:  # never let housekeeping stop the mail going out
+            log.exception("folding counts failed; will retry%s", db.what_to_do_about(error))
 
 
 def run_worker(
@@ -88,8 +88,8 @@ def run_worker(
             try:
                 with db.transaction() as session:
                     signatures.apply_repeats(session)
-            except Exception:  # keep the worker alive through a database restart
-                log.exception("repeat signings failed; will retry")
+            except Exception as error:  # keep the worker alive through a database restart
+                log.exception("repeat signings failed; will retry%s", db.what_to_do_about(error))
             news_left = _queue_news(None if once else time.monotonic() + interval / 2)
             mail_until = None if once else time.monotonic() + interval
             total, more_due = _deliver_due(app, stop, mail_until, folder.step_if_due)
@@ -108,8 +108,8 @@ def run_worker(
                     if parked:
                         log.info("deleted %s parked messages older than %s", parked, kept_for)
                     last_purge = time.monotonic()
-            except Exception:  # keep the worker alive through a database restart
-                log.exception("housekeeping failed; will retry")
+            except Exception as error:  # keep the worker alive through a database restart
+                log.exception("housekeeping failed; will retry%s", db.what_to_do_about(error))
             finally:
                 db.get_session().close()
             pause = min(interval, FOLD_EVERY_SECONDS) if folder.last_folded else interval
@@ -127,8 +127,8 @@ def _queue_news(until: float | None) -> bool:
                     return False
             if until is not None and time.monotonic() >= until:
                 return True
-    except Exception:  # keep the worker alive through a database restart
-        log.exception("queuing news failed; will retry")
+    except Exception as error:  # keep the worker alive through a database restart
+        log.exception("queuing news failed; will retry%s", db.what_to_do_about(error))
         return False
 
 
@@ -167,7 +167,7 @@ def _deliver_due(
                 stop=stop,
             )
         except Exception as error:
-            log.exception("mail delivery failed; will retry")
+            log.exception("mail delivery failed; will retry%s", db.what_to_do_about(error))
             # Its kind only: a driver's message may quote what was being written.
             total.errors.append(f"delivery stopped: {type(error).__name__}")
             return total, False

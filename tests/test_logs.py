@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import threading
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, ProgrammingError
 
 from petition import db, links
 from petition.services import mail, signatories, signatures
+from petition.worker import run_worker
 
 SECRET = "01a2SECRETnotForTheLogs"
 
@@ -90,6 +92,23 @@ def test_statements_lost_behind_a_pooler_are_a_503_whose_log_names_the_setting(
     assert "Please try again in a minute" in response.get_data(as_text=True)
     assert 'prepared statement "_pg3_5" does not exist (behind PgBouncer' in caplog.text
     assert "set PETITION_DATABASE_PREPARED_STATEMENTS=false" in caplog.text
+
+
+def test_the_mail_worker_says_what_to_do_about_statements_lost_behind_a_pooler(
+    app, monkeypatch, caplog
+):
+    """Its record of a sent message failed so, and the message went out again after its lease:
+    the log must name the setting, as the site's does."""
+
+    def lost(*_args: Any, **_kwargs: Any) -> None:
+        said = Exception('prepared statement "_pg3_4" does not exist')
+        raise ProgrammingError("UPDATE message ...", {}, said)
+
+    monkeypatch.setattr(mail, "deliver_pending", lost)
+    with caplog.at_level(logging.ERROR):
+        run_worker(app, threading.Event(), once=True)
+    assert "mail delivery failed; will retry (behind PgBouncer older than 1.21" in caplog.text
+    assert "set PETITION_DATABASE_PREPARED_STATEMENTS=false;" in caplog.text
 
 
 @pytest.mark.parametrize(
