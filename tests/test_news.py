@@ -10,8 +10,10 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import select, update
 
+from petition import db
 from petition.cli import cli
 from petition.db import transaction, utcnow
+from petition.mailer import backend_from_config
 from petition.models import Letter, Message, Signature
 from petition.services import mail, news
 from tests.conftest import fresh_session, sign_and_confirm, sign_data
@@ -219,3 +221,29 @@ def test_sending_news_holds_up_no_signing_of_the_letter(
         signed = client.post(f"/letters/{letter.slug}/sign", data=sign_data(email="b@example.org"))
         assert signed.status_code == 303
         assert time.monotonic() - started < 2
+
+
+def test_a_confirmation_link_goes_out_before_news_queued_earlier(
+    app, client, logged_in, make_letter, mailbox
+):
+    """Oldest first, a link asked for after news to a million signers waited hours for it."""
+    letter = make_letter(organiser=logged_in)
+    for name in ("ann", "bo", "cy"):
+        sign_and_confirm(client, mailbox, letter, email=f"{name}@example.org", wants_updates="y")
+    client.post(f"/organiser/letters/{letter.id}/news", data=NEWS)
+    with transaction() as session:
+        assert news.fan_out(session) == 3
+    signed = client.post(f"/letters/{letter.slug}/sign", data=sign_data(email="late@example.org"))
+    assert signed.status_code == 303
+    mailbox.messages.clear()
+    for _ in range(4):
+        mail.deliver_pending(
+            db.new_session,
+            backend_from_config(app.config),
+            app.config["MAIL_FROM"],
+            max_attempts=8,
+            batch_size=1,
+        )
+    first, *after = [m["To"] for m in mailbox.messages]
+    assert first == "late@example.org"
+    assert sorted(after) == [f"{name}@example.org" for name in ("ann", "bo", "cy")]

@@ -14,7 +14,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import render_template
-from sqlalchemy import Insert, bindparam, delete, func, insert, literal, select, update
+from sqlalchemy import (
+    Insert,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from petition.db import begin_write, is_postgres, utcnow
@@ -118,6 +128,26 @@ INSERT_MESSAGE = insert(Message.__table__)
 REPEAT_SIGNING = "repeat_signing"
 NEWS_FANOUT = "news_fanout"
 NOT_MAIL = (REPEAT_SIGNING, NEWS_FANOUT)
+# Mail sent to many at once, after everything else that is due: a confirmation link queued
+# behind news to a million signers waited hours for it.
+BULK = ("news",)
+
+
+def _constant(value: str) -> Any:
+    return literal_column(f"'{value}'")
+
+
+# The outbox's queues, written as their partial indexes' conditions (models/message.py):
+# constants, not bound values, or the databases would not use the indexes.
+_PENDING = Message.state == _constant(MessageState.PENDING.value)
+PARKED = Message.state == _constant(MessageState.FAILED.value)
+URGENT_MAIL = _PENDING & Message.kind.not_in([_constant(kind) for kind in (*BULK, *NOT_MAIL)])
+BULK_MAIL = _PENDING & (Message.kind == _constant(BULK[0]))
+
+
+def pending_task(kind: str) -> Any:
+    """The condition for the worker's waiting tasks of one of the NOT_MAIL kinds."""
+    return _PENDING & (Message.kind == _constant(kind))
 
 
 def _queue_statement(_dialect: str) -> Insert:
@@ -370,17 +400,20 @@ def _claim(session_factory: Callable[[], Session], batch_size: int, lease: timed
     until = now + lease
     with session_factory() as session, session.begin():
         begin_write(session)
-        query = (
-            select(Message)
-            .where(Message.state == MessageState.PENDING, Message.next_attempt_at <= now)
-            .where(Message.kind.not_in(NOT_MAIL))
-            .where((Message.locked_until.is_(None)) | (Message.locked_until < now))
-            .order_by(Message.id)
-            .limit(batch_size)
-        )
-        if is_postgres(session):
-            query = query.with_for_update(skip_locked=True)
-        messages = list(session.scalars(query))
+        messages: list[Message] = []
+        for queue in (URGENT_MAIL, BULK_MAIL):  # news only where nothing else fills the batch
+            if len(messages) == batch_size:
+                break
+            query = (
+                select(Message)
+                .where(queue, Message.next_attempt_at <= now)
+                .where((Message.locked_until.is_(None)) | (Message.locked_until < now))
+                .order_by(Message.next_attempt_at, Message.id)
+                .limit(batch_size - len(messages))
+            )
+            if is_postgres(session):
+                query = query.with_for_update(skip_locked=True)
+            messages.extend(session.scalars(query))
         for message in messages:
             message.locked_until = until
         claimed = [
@@ -476,7 +509,7 @@ def retry_failed(session: Session) -> int:
     """Put parked messages back in the queue (after an operator fixed the cause)."""
     result = session.execute(
         update(Message)
-        .where(Message.state == MessageState.FAILED)
+        .where(PARKED)
         .values(state=MessageState.PENDING, attempts=0, next_attempt_at=utcnow())
     )
     return result.rowcount
@@ -496,9 +529,10 @@ def status(session: Session) -> dict[str, int]:
 
 def work_in_hand(session: Session) -> dict[str, int]:
     """How many of the worker's other tasks (NOT_MAIL kinds) wait, by kind; none left out."""
-    waiting = (Message.kind.in_(NOT_MAIL)) & (Message.state == MessageState.PENDING)
-    rows = session.execute(select(Message.kind, func.count()).where(waiting).group_by(Message.kind))
-    return {kind: 0 for kind in NOT_MAIL} | {kind: count for kind, count in rows}
+    return {
+        kind: session.scalar(select(func.count()).where(pending_task(kind))) or 0
+        for kind in NOT_MAIL
+    }
 
 
 @dataclass(frozen=True)
@@ -528,13 +562,11 @@ def retrying(session: Session, kinds_of_error: int = 5) -> Retrying:
 def purge_parked(session: Session, older_than: datetime) -> int:
     """Delete parked messages queued before `older_than`: each holds an address, a name and
     often a link, and nobody is going to send it now. Returns how many."""
-    result = session.execute(
-        delete(Message).where(Message.state == MessageState.FAILED, Message.created_at < older_than)
-    )
+    result = session.execute(delete(Message).where(PARKED, Message.created_at < older_than))
     return result.rowcount
 
 
 def failed(session: Session, limit: int = 50) -> list[Message]:
     """Parked messages with their last error, for operators."""
-    query = select(Message).where(Message.state == MessageState.FAILED).order_by(Message.id)
+    query = select(Message).where(PARKED).order_by(Message.id)
     return list(session.scalars(query.limit(limit)))

@@ -17,7 +17,6 @@ from petition.models import (
     Letter,
     LetterStatus,
     Message,
-    MessageState,
     Signature,
     SignatureState,
 )
@@ -109,12 +108,7 @@ def fan_out(session: Session, limit: int = BATCH) -> int | None:
     they signed. Run it in a writing transaction (db.transaction()), one batch each, so that
     no transaction holds up signing for long.
     """
-    query = (
-        select(Message)
-        .where(Message.kind == NEWS_FANOUT, Message.state == MessageState.PENDING)
-        .order_by(Message.id)
-        .limit(1)
-    )
+    query = select(Message).where(mail.pending_task(NEWS_FANOUT)).order_by(Message.id).limit(1)
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
     job = session.scalar(query)

@@ -198,12 +198,7 @@ def apply_repeats(session: Session, limit: int = 500) -> int:
     the signing. One that fails is parked with its error, for an operator to see, and the rest
     go on. Run it in a writing transaction (db.transaction()).
     """
-    query = (
-        select(Message)
-        .where(Message.kind == REPEAT_KIND, Message.state == MessageState.PENDING)
-        .order_by(Message.id)
-        .limit(limit)
-    )
+    query = select(Message).where(mail.pending_task(REPEAT_KIND)).order_by(Message.id).limit(limit)
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
     jobs = list(session.scalars(query))
