@@ -13,13 +13,7 @@ from petition import links, text
 from petition.dates import uk_time
 from petition.db import is_postgres, utcnow
 from petition.errors import InvalidInput, InvalidToken, LetterNotEditable
-from petition.models import (
-    Letter,
-    LetterStatus,
-    Message,
-    Signature,
-    SignatureState,
-)
+from petition.models import Letter, LetterStatus, Message, Signature, SignatureState
 from petition.services import mail
 from petition.services.letters import check_text
 
@@ -116,19 +110,7 @@ def fan_out(session: Session, limit: int = BATCH) -> int | None:
         return None
     news = mail.decode_context(job.context)
     letter = session.get(Letter, news["letter_id"])
-    rows = []
-    if letter is not None:
-        rows = session.execute(
-            select(Signature.id, Signature.created_at, Signature.email, Signature.name)
-            .where(
-                Signature.letter_id == letter.id,
-                WANTS_NEWS,
-                Signature.id > news["after_id"],
-                Signature.verified_at <= news["sent_at"],
-            )
-            .order_by(Signature.id)
-            .limit(limit)
-        ).all()
+    rows = [] if letter is None else _next_signers(session, letter, news, limit)
     if rows:
         assert letter is not None
         letter_url, serializer = links.letter(letter.slug), _serializer()
@@ -153,6 +135,23 @@ def fan_out(session: Session, limit: int = BATCH) -> int | None:
         job.context = mail.encode_context(news | {"after_id": rows[-1][0]})
     session.flush()
     return len(rows)
+
+
+def _next_signers(session: Session, letter: Letter, news: dict, limit: int) -> list:
+    """The next `limit` signers the news is for (id, created_at, email, name), in signing order
+    after the last one queued: confirmed when it was sent, and wanting news now."""
+    query = (
+        select(Signature.id, Signature.created_at, Signature.email, Signature.name)
+        .where(
+            Signature.letter_id == letter.id,
+            WANTS_NEWS,
+            Signature.id > news["after_id"],
+            Signature.verified_at <= news["sent_at"],
+        )
+        .order_by(Signature.id)
+        .limit(limit)
+    )
+    return list(session.execute(query).all())
 
 
 def _serializer() -> URLSafeSerializer:
