@@ -16,7 +16,6 @@ letter that size sends news: an index-only count needs the visibility map.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import statistics
 import sys
@@ -45,13 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="petition-news-") as directory:
         workdir = Path(directory)
-        if args.backend == "postgresql":
-            server_url = os.environ.get("PETITION_BENCH_DATABASE_URL")
-            if not server_url:
-                parser.error("--backend postgresql needs PETITION_BENCH_DATABASE_URL")
-            db = seed.BenchDatabase.postgresql(server_url)
-        else:
-            db = seed.BenchDatabase.sqlite(workdir)
+        db = seed.BenchDatabase.for_backend(args.backend, workdir)
         try:
             db.migrate()
             app = db.app(workdir / "mail")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
 import statistics
 import sys
 import tempfile
@@ -63,13 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="petition-timing-") as directory:
         workdir = Path(directory)
-        if args.backend == "postgresql":
-            server_url = os.environ.get("PETITION_BENCH_DATABASE_URL")
-            if not server_url:
-                parser.error("--backend postgresql needs PETITION_BENCH_DATABASE_URL")
-            db = seed.BenchDatabase.postgresql(server_url)
-        else:
-            db = seed.BenchDatabase.sqlite(workdir)
+        db = seed.BenchDatabase.for_backend(args.backend, workdir)
         try:
             db.migrate()
             letter = db.create_letter(db.app(workdir), "timing", "timing-check", "Timing check")

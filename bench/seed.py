@@ -101,6 +101,17 @@ class BenchDatabase:
         self.engine = _engine(url)
 
     @classmethod
+    def for_backend(cls, backend: str, directory: Path) -> BenchDatabase:
+        """A SQLite file in `directory`, or a PostgreSQL database on the server that
+        PETITION_BENCH_DATABASE_URL names (SystemExit, saying why, without one)."""
+        if backend != "postgresql":
+            return cls.sqlite(directory)
+        problem = bench_database_problem()
+        if problem:
+            raise SystemExit(f"--backend {problem}")
+        return cls.postgresql(os.environ["PETITION_BENCH_DATABASE_URL"])
+
+    @classmethod
     def sqlite(cls, directory: Path) -> BenchDatabase:
         return cls("sqlite", f"sqlite:///{directory / 'bench.sqlite3'}")
 
