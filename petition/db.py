@@ -109,12 +109,17 @@ def what_to_do(message: str) -> str | None:
     return None
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of what the driver said for an error raised through SQLAlchemy: the
+    database's words, which name no values (they come after it); "" for any other error."""
+    cause = getattr(error, "orig", None)
+    return (str(cause).strip().splitlines() or [""])[0] if cause is not None else ""
+
+
 def what_to_do_about(error: BaseException) -> str:
     """what_to_do() for an error raised through SQLAlchemy, as " (...)" to end a log line with;
     "" for an error it has nothing to say about."""
-    cause = getattr(error, "orig", None)
-    said = (str(cause).strip().splitlines() or [""])[0] if cause is not None else ""
-    advice = what_to_do(said)
+    advice = what_to_do(first_line(error))
     return f" ({advice})" if advice else ""
 
 

@@ -16,6 +16,7 @@ from petition import links
 from petition.db import (
     MissingDatabaseFile,
     NotADatabaseFile,
+    first_line,
     missing_table,
     schema_behind,
     what_to_do,
@@ -181,16 +182,11 @@ def _database_behind_or_bug(error: ProgrammingError):
     """PostgreSQL's word for a missing table or column is a ProgrammingError: a database whose
     migrations have not run is said as such, as is a prepared statement lost behind a pooler;
     any other is a bug, a 500 like any other."""
-    said = _first_line(error)
+    said = first_line(error)
     if _schema_problem(said) or what_to_do(said):
         return _database_down(error)
     current_app.log_exception(sys.exc_info())
     return _http_error(InternalServerError())
-
-
-def _first_line(error: Exception) -> str:
-    cause = getattr(error, "orig", None)
-    return (str(cause).strip().splitlines() or [""])[0] if cause is not None else ""
 
 
 def _schema_problem(said: str) -> bool:
@@ -200,7 +196,7 @@ def _schema_problem(said: str) -> bool:
 
 def _database_down(error: Exception):
     cause = getattr(error, "orig", None)
-    said = _first_line(error)
+    said = first_line(error)
     if isinstance(cause, NotADatabaseFile):
         log.error("database unavailable: %s (check PETITION_DATABASE_URL)", cause)
     elif isinstance(cause, MissingDatabaseFile) or _schema_problem(said):

@@ -130,7 +130,7 @@ NEWS_FANOUT = "news_fanout"
 NOT_MAIL = (REPEAT_SIGNING, NEWS_FANOUT)
 # Mail sent to many at once, after everything else that is due: a confirmation link queued
 # behind news to a million signers waited hours for it.
-BULK = ("news",)
+NEWS = "news"
 
 
 def _constant(value: str) -> Any:
@@ -141,8 +141,8 @@ def _constant(value: str) -> Any:
 # constants, not bound values, or the databases would not use the indexes.
 _PENDING = Message.state == _constant(MessageState.PENDING.value)
 PARKED = Message.state == _constant(MessageState.FAILED.value)
-URGENT_MAIL = _PENDING & Message.kind.not_in([_constant(kind) for kind in (*BULK, *NOT_MAIL)])
-BULK_MAIL = _PENDING & (Message.kind == _constant(BULK[0]))
+URGENT_MAIL = _PENDING & Message.kind.not_in([_constant(kind) for kind in (NEWS, *NOT_MAIL)])
+BULK_MAIL = _PENDING & (Message.kind == _constant(NEWS))
 
 
 def pending_task(kind: str) -> Any:

@@ -116,7 +116,7 @@ def fan_out(session: Session, limit: int = BATCH) -> int | None:
         letter_url, serializer = links.letter(letter.slug), _serializer()
         messages = [
             mail.message_values(
-                "news",
+                mail.NEWS,
                 email,
                 job.subject,
                 title=letter.title,
