@@ -19,9 +19,7 @@ import argparse
 import resource
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from bench import seed
 from petition.db import transaction
@@ -42,25 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows < 1 or args.batches < 0:
         parser.error("--rows must be at least 1 and --batches not negative")
 
-    with tempfile.TemporaryDirectory(prefix="petition-news-") as directory:
-        workdir = Path(directory)
-        db = seed.BenchDatabase.for_backend(args.backend, workdir)
-        try:
-            db.migrate()
-            app = db.app(workdir / "mail")
-            letter = db.create_letter(app, "news", "news-check", "News check")
-            started = time.perf_counter()
-            db.seed_verified(letter, args.rows)
-            seeded = _milliseconds(started)
-            print(f"seeded {args.rows:,} signers on {args.backend} in {seeded:,.0f} ms")
-            if args.backend == "postgresql":
-                with db.engine.connect() as connection:
-                    autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
-                    autocommit.exec_driver_sql("VACUUM ANALYZE signature")
-            with app.app_context():
-                _measure(letter.letter_id, args.batches)
-        finally:
-            db.drop()
+    with seed.migrated_database(args.backend, "petition-news-") as (db, workdir):
+        app = db.app(workdir / "mail")
+        letter = db.create_letter(app, "news", "news-check", "News check")
+        started = time.perf_counter()
+        db.seed_verified(letter, args.rows)
+        seeded = _milliseconds(started)
+        print(f"seeded {args.rows:,} signers on {args.backend} in {seeded:,.0f} ms")
+        if args.backend == "postgresql":
+            with db.engine.connect() as connection:
+                autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
+                autocommit.exec_driver_sql("VACUUM ANALYZE signature")
+        with app.app_context():
+            _measure(letter.letter_id, args.batches)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process: {peak:.0f} MB")
     return 0

@@ -19,10 +19,8 @@ import argparse
 import http.client
 import statistics
 import sys
-import tempfile
 import time
 import urllib.parse
-from pathlib import Path
 
 from bench import seed
 from bench.harness import app_env, form_session
@@ -60,29 +58,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.pairs < 20:
         parser.error("--pairs must be at least 20")
 
-    with tempfile.TemporaryDirectory(prefix="petition-timing-") as directory:
-        workdir = Path(directory)
-        db = seed.BenchDatabase.for_backend(args.backend, workdir)
-        try:
-            db.migrate()
-            letter = db.create_letter(db.app(workdir), "timing", "timing-check", "Timing check")
-            server = Gunicorn("petition.wsgi:app", GunicornSettings(), {}, workdir / "gunicorn.log")
-            server.env = app_env(db.url, workdir, None, server.port)
-            with server:
-                cookie, csrf = form_session(server.port, letter.slug)
+    with seed.migrated_database(args.backend, "petition-timing-") as (db, workdir):
+        letter = db.create_letter(db.app(workdir), "timing", "timing-check", "Timing check")
+        server = Gunicorn("petition.wsgi:app", GunicornSettings(), {}, workdir / "gunicorn.log")
+        server.env = app_env(db.url, workdir, None, server.port)
+        with server:
+            cookie, csrf = form_session(server.port, letter.slug)
 
-                def sign(address: str) -> float:
-                    return _timed_sign(server.port, letter.slug, cookie, csrf, address)
+            def sign(address: str) -> float:
+                return _timed_sign(server.port, letter.slug, cookie, csrf, address)
 
-                for number in range(50):  # warm up both paths in both workers
-                    sign(f"warm-{number}@example.org")
-                    sign(f"warm-{number}@example.org")
-                new, repeat = [], []
-                for number in range(args.pairs):
-                    new.append(sign(f"signer-{number}@example.org"))
-                    repeat.append(sign(f"signer-{number}@example.org"))
-        finally:
-            db.drop()
+            for number in range(50):  # warm up both paths in both workers
+                sign(f"warm-{number}@example.org")
+                sign(f"warm-{number}@example.org")
+            new, repeat = [], []
+            for number in range(args.pairs):
+                new.append(sign(f"signer-{number}@example.org"))
+                repeat.append(sign(f"signer-{number}@example.org"))
 
     difference = statistics.median(repeat) / statistics.median(new) - 1
     print(f"{args.pairs} new and {args.pairs} repeat signings on {args.backend}, one at a time:")

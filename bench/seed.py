@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -89,6 +90,20 @@ class SeededLetter:
     slug: str
     letter_id: int
     verified: int
+
+
+@contextmanager
+def migrated_database(backend: str, prefix: str) -> Iterator[tuple[BenchDatabase, Path]]:
+    """A migrated database of `backend` (see BenchDatabase.for_backend) and a work directory,
+    both removed when the block ends."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as directory:
+        workdir = Path(directory)
+        db = BenchDatabase.for_backend(backend, workdir)
+        try:
+            db.migrate()
+            yield db, workdir
+        finally:
+            db.drop()
 
 
 class BenchDatabase:
